@@ -1,0 +1,83 @@
+//! The axum application: mounts the pages, the JSON API, health, metrics and the WHEP
+//! routes of the `signaling` crate. One place maps application errors to statuses.
+
+use crate::capture::status::{CameraStatus, StatusSnapshot};
+use crate::live::whep::Live;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// What handlers can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Cameras in config order, with their capture status.
+    pub cameras: Arc<Vec<(String, Arc<CameraStatus>)>>,
+    /// Live viewing (hubs and WHEP sessions).
+    pub live: Arc<Live>,
+    /// The Prometheus recorder, rendered at `/metrics`.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The whole router.
+pub fn app(state: AppState, signaling_cfg: signaling::Config) -> Router {
+    let whep = signaling::router(state.live.clone(), signaling_cfg);
+    Router::new()
+        .route("/", get(index))
+        .route("/live.js", get(live_js))
+        .route("/style.css", get(style_css))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/cameras", get(cameras))
+        .with_state(state)
+        .merge(whep)
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", include_str!("../web/index.html"))
+}
+
+async fn live_js() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("../web/live.js"))
+}
+
+async fn style_css() -> Response {
+    asset("text/css; charset=utf-8", include_str!("../web/style.css"))
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    match &st.metrics {
+        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n").into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct CameraJson {
+    name: String,
+    #[serde(flatten)]
+    status: StatusSnapshot,
+    viewers: usize,
+}
+
+async fn cameras(State(st): State<AppState>) -> Response {
+    let list: Vec<CameraJson> = st
+        .cameras
+        .iter()
+        .map(|(name, status)| CameraJson {
+            name: name.clone(),
+            status: status.snapshot(),
+            viewers: st.live.hub(name).map_or(0, |h| h.viewers()),
+        })
+        .collect();
+    axum::Json(list).into_response()
+}

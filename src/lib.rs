@@ -1,0 +1,38 @@
+//! vigil: a camera server.
+//!
+//! # Data flow
+//! ```text
+//! camera ──► capture (child process, GStreamer) ──► segment files (.h264 + .idx)
+//!                                                      │ tail (inotify)
+//!                                                      ▼
+//!                                         live::Hub (packetize once, GOP cache)
+//!                                                      │ bounded fan-out
+//!                                                      ▼
+//!                                   WHEP viewers (webrtc-rs) ◄── http (axum, signaling)
+//! ```
+//! Data flows one way: capture → segment → live → http. Nothing downstream calls upstream;
+//! the capture side can be any process that writes the segment format
+//! (docs/segment-format.md).
+//!
+//! # Layout
+//! - [`config`]: the TOML file.
+//! - [`capture`]: pipelines, the capture child, the supervisor.
+//! - [`segment`]: the on-disk format: Annex-B, `.idx`, writer, tail reader.
+//! - [`live`]: hubs, viewer sessions, the WHEP backend.
+//! - [`http`]: the router; [`server`]: `vigil serve`.
+//!
+//! # Time
+//! Every access unit carries its capture wall-clock time (µs since the Unix epoch, UTC) in
+//! the `.idx` and in an SEI. RTP timestamps are derived from it (90 kHz), never from arrival.
+//!
+//! # Panics
+//! A panic is a bug. No input (SDP, HTTP, segment bytes, config) may cause one; parsers of
+//! untrusted bytes are tested with hostile input.
+#![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod config;
+pub mod http;
+pub mod live;
+pub mod segment;
+pub mod server;

@@ -1,0 +1,306 @@
+//! One WHEP viewer: a webrtc-rs peer connection with one H.264 track fed from the hub.
+//!
+//! Lifecycle: `ViewerSession::negotiate` (offer → answer, gathering done) → the session task
+//! waits for `Connected` (at most [`CONNECT_TIMEOUT`]) → streams the GOP cache, then live
+//! frames → ends on DELETE, ICE failure/close, or a hub that stops. Ending closes the peer
+//! connection and drops the viewer count.
+
+use super::hub::{Frame, Hub};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCIceCandidateType, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
+};
+
+/// A viewer that has not connected by then is dropped.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the answer waits for ICE gathering (host candidates are immediate).
+const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why negotiation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NegotiateError {
+    /// The offer was not acceptable SDP for the WebRTC stack.
+    #[error("offer rejected: {0}")]
+    BadOffer(String),
+    /// The offer has no H.264 profile this stream can be sent as.
+    #[error("offer has no H.264 video this camera can send (stream profile {0})")]
+    NoCodec(String),
+    /// Something in the stack failed.
+    #[error("webrtc: {0}")]
+    Stack(String),
+}
+
+/// Network settings shared by all viewers.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to bind a new peer connection's UDP socket(s) to.
+    pub ice_servers: Vec<RTCIceServer>,
+    /// Public addresses to advertise (1:1 NAT).
+    pub public_ips: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Handler {
+    state: watch::Sender<RTCPeerConnectionState>,
+    gathered: watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+}
+
+/// The H.264 variants offered for a stream of `profile_idc` (SPS byte 1). webrtc-rs
+/// matches `profile-level-id` on profile and constraint bytes only; a decoder for a higher
+/// profile decodes a constrained-baseline stream, never the other way round.
+pub fn h264_variants(profile_idc: u8) -> &'static [&'static str] {
+    match profile_idc {
+        77 => &["4d001f", "64001f"],
+        100 => &["64001f"],
+        // Baseline / constrained baseline, and unknown (assume what vigil encodes).
+        _ => &["42e01f", "42001f", "4d001f", "64001f"],
+    }
+}
+
+fn media_engine(profile_idc: u8) -> Result<MediaEngine, NegotiateError> {
+    let mut me = MediaEngine::default();
+    for (i, plid) in h264_variants(profile_idc).iter().enumerate() {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: h264_codec(plid),
+                payload_type: 102 + 2 * i as u8,
+                ..Default::default()
+            },
+            RtpCodecKind::Video,
+        )
+        .map_err(|e| NegotiateError::Stack(e.to_string()))?;
+    }
+    Ok(me)
+}
+
+fn h264_codec(plid: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/H264".to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={plid}"),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// A negotiated viewer, not yet streaming.
+pub struct ViewerSession {
+    /// The peer connection.
+    pub pc: Arc<dyn PeerConnection>,
+    /// The answer SDP (with candidates).
+    pub answer: String,
+    /// The remote ICE ufrag from the offer (a different one in a PATCH is an ICE restart).
+    pub remote_ufrag: Option<String>,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+    state: watch::Receiver<RTCPeerConnectionState>,
+}
+
+impl ViewerSession {
+    /// Negotiates a peer connection for `offer` bound to `udp_addr`.
+    pub async fn negotiate(
+        offer: &str,
+        profile_idc: u8,
+        udp_addr: String,
+        net: &NetConfig,
+    ) -> Result<Self, NegotiateError> {
+        let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
+        let mut me = media_engine(profile_idc)?;
+        let registry = register_default_interceptors(Registry::new(), &mut me).map_err(stack)?;
+        let mut se = SettingEngineBuilder::new()
+            .with_ice_timeouts(Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
+        if !net.public_ips.is_empty() {
+            se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
+        }
+        let ice_servers = if net.public_ips.is_empty() { net.ice_servers.clone() } else { Vec::new() };
+        let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
+        let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
+        let (gathered_tx, mut gathered_rx) = watch::channel(false);
+        let handler = Arc::new(Handler { state: state_tx, gathered: gathered_tx });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_media_engine(me)
+            .with_setting_engine(se.build())
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec![udp_addr])
+            .build()
+            .await
+            .map_err(stack)?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let result = Self::answer(pc.clone(), offer, profile_idc, &mut gathered_rx, state_rx).await;
+        if result.is_err() {
+            let _ = pc.close().await;
+        }
+        result
+    }
+
+    async fn answer(
+        pc: Arc<dyn PeerConnection>,
+        offer: &str,
+        profile_idc: u8,
+        gathered: &mut watch::Receiver<bool>,
+        state: watch::Receiver<RTCPeerConnectionState>,
+    ) -> Result<Self, NegotiateError> {
+        let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            "vigil".to_owned(),
+            "video".to_owned(),
+            "video".to_owned(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec: h264_codec(h264_variants(profile_idc)[0]),
+                ..Default::default()
+            }],
+        )));
+        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(stack)?;
+        let desc = RTCSessionDescription::offer(offer.to_owned()).map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
+        pc.set_remote_description(desc).await.map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
+        let answer = pc.create_answer(None).await.map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
+        pc.set_local_description(answer).await.map_err(stack)?;
+        let payload_type = sender
+            .get_parameters()
+            .await
+            .map_err(stack)?
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|c| c.payload_type)
+            .ok_or_else(|| NegotiateError::NoCodec(format!("profile_idc {profile_idc}")))?;
+        let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g)).await;
+        let answer = pc
+            .local_description()
+            .await
+            .ok_or_else(|| NegotiateError::Stack("no local description".into()))?
+            .sdp;
+        let remote_ufrag = offer
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+            .map(str::to_owned);
+        Ok(Self { pc, answer, remote_ufrag, track, ssrc, payload_type, state })
+    }
+
+    /// Adds a trickled remote candidate.
+    pub async fn add_candidate(&self, mid: Option<String>, candidate: String) -> Result<(), String> {
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid: mid,
+            username_fragment: self.remote_ufrag.clone(),
+            ..Default::default()
+        };
+        self.pc.add_ice_candidate(init).await.map_err(|e| e.to_string())
+    }
+
+    /// Streams `hub` to this viewer until the connection ends. Returns why it ended.
+    pub async fn run(&self, hub: Arc<Hub>) -> &'static str {
+        let _guard = hub.viewer_guard();
+        let mut state = self.state.clone();
+        let connected = {
+            let r = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                state.wait_for(|s| {
+                    matches!(s, RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)
+                }),
+            )
+            .await;
+            match r {
+                Err(_) => Err("not connected within 30 s"),
+                Ok(Err(_)) => Err("peer connection dropped"),
+                Ok(Ok(s)) if *s != RTCPeerConnectionState::Connected => Err("ICE failed before connecting"),
+                Ok(Ok(_)) => Ok(()),
+            }
+        };
+        if let Err(why) = connected {
+            return why;
+        }
+        tokio::select! {
+            r = self.stream(&hub) => r,
+            _ = state.wait_for(|s| matches!(s, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)) => "ICE failed or peer closed",
+        }
+    }
+
+    async fn stream(&self, hub: &Hub) -> &'static str {
+        let cam = hub.camera().to_owned();
+        let sent = metrics::counter!("vigil_frames_sent_total", "camera" => cam.clone());
+        let dropped = metrics::counter!("vigil_frames_dropped_total", "camera" => cam);
+        let (gop, mut rx) = hub.subscribe();
+        let mut seq: u16 = rand::random();
+        let mut need_key = gop.is_empty();
+        for f in gop {
+            if self.send(&f, &mut seq).await.is_err() {
+                return "track closed";
+            }
+            sent.increment(1);
+        }
+        loop {
+            match rx.recv().await {
+                Ok(f) => {
+                    if need_key {
+                        if !f.keyframe {
+                            dropped.increment(1);
+                            continue;
+                        }
+                        need_key = false;
+                    }
+                    if self.send(&f, &mut seq).await.is_err() {
+                        return "track closed";
+                    }
+                    sent.increment(1);
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    dropped.increment(n);
+                    need_key = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return "camera hub stopped",
+            }
+        }
+    }
+
+    async fn send(&self, f: &Frame, seq: &mut u16) -> Result<(), webrtc::error::Error> {
+        let last = f.payloads.len().saturating_sub(1);
+        for (i, p) in f.payloads.iter().enumerate() {
+            let pkt = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker: i == last,
+                    payload_type: self.payload_type,
+                    sequence_number: *seq,
+                    timestamp: f.rtp_ts,
+                    ssrc: self.ssrc,
+                    ..Default::default()
+                },
+                payload: p.clone(),
+            };
+            *seq = seq.wrapping_add(1);
+            self.track.write_rtp(pkt).await?;
+        }
+        Ok(())
+    }
+}

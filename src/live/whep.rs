@@ -1,0 +1,243 @@
+//! The WHEP backend: turns signaling requests into viewer sessions on camera hubs, enforces
+//! viewer limits, hands out UDP ports, and reaps sessions that end on their own.
+
+use super::hub::Hub;
+use super::session::{NegotiateError, NetConfig, ViewerSession};
+use signaling::{Answer, Backend, IceFragment, Kind, Offer, PatchOutcome, SignalError};
+use std::collections::HashMap;
+use std::net::{IpAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use webrtc::peer_connection::PeerConnection;
+
+/// A camera with no frame for this long is "not running" for new viewers (503).
+const LIVE_MAX_AGE_MS: i64 = 5_000;
+
+/// Limits and network settings for viewers.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Address the per-viewer UDP sockets bind to (`0.0.0.0` = every non-loopback interface).
+    pub udp_ip: IpAddr,
+    /// Inclusive port range, or ephemeral ports.
+    pub udp_ports: Option<(u16, u16)>,
+    /// ICE servers and public IPs.
+    pub net: NetConfig,
+    /// Viewers per camera.
+    pub max_per_camera: usize,
+    /// Viewers in total.
+    pub max_total: usize,
+}
+
+struct SessionEntry {
+    camera: String,
+    etag: String,
+    remote_ufrag: Option<String>,
+    pc: Arc<dyn PeerConnection>,
+    task: tokio::task::AbortHandle,
+    candidates: tokio::sync::mpsc::UnboundedSender<(Option<String>, String)>,
+}
+
+/// Live viewing: the hubs and their WHEP sessions.
+pub struct Live {
+    hubs: HashMap<String, Arc<Hub>>,
+    sessions: Arc<Mutex<HashMap<String, SessionEntry>>>,
+    cfg: LiveConfig,
+    next_port: AtomicU32,
+}
+
+impl Live {
+    /// Live viewing over these hubs.
+    pub fn new(hubs: Vec<Arc<Hub>>, cfg: LiveConfig) -> Arc<Self> {
+        let first = cfg.udp_ports.map_or(0, |(a, _)| u32::from(a));
+        Arc::new(Self {
+            hubs: hubs.into_iter().map(|h| (h.camera().to_owned(), h)).collect(),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+            cfg,
+            next_port: AtomicU32::new(first),
+        })
+    }
+
+    /// The hub of a camera.
+    pub fn hub(&self, camera: &str) -> Option<&Arc<Hub>> {
+        self.hubs.get(camera)
+    }
+
+    /// Open WHEP sessions.
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionEntry>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A UDP bind address for a new peer connection.
+    fn udp_addr(&self) -> Result<String, SignalError> {
+        let ip = self.cfg.udp_ip;
+        let Some((a, b)) = self.cfg.udp_ports else {
+            return Ok(format!("{}:0", fmt_ip(ip)));
+        };
+        let span = u32::from(b) - u32::from(a) + 1;
+        for _ in 0..span {
+            let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+            let port = (u32::from(a) + (n.wrapping_sub(u32::from(a)) % span)) as u16;
+            // Free right now? (The peer connection binds it a moment later.)
+            if UdpSocket::bind((ip, port)).is_ok() {
+                return Ok(format!("{}:{port}", fmt_ip(ip)));
+            }
+        }
+        Err(SignalError::Unavailable(format!("no free UDP port in webrtc_udp_ports {a}-{b}")))
+    }
+
+    async fn create_viewer(&self, offer: Offer) -> Result<Answer, SignalError> {
+        let hub = self
+            .hubs
+            .get(&offer.resource)
+            .cloned()
+            .ok_or_else(|| SignalError::NotFound(format!("unknown camera {:?}", offer.resource)))?;
+        if !offer.summary.has_codec("video", "H264") {
+            return Err(SignalError::NotAcceptable("offer has no H.264 video section".into()));
+        }
+        if !hub.is_live(LIVE_MAX_AGE_MS) {
+            return Err(SignalError::Unavailable(format!("camera {:?} is not running", offer.resource)));
+        }
+        {
+            let sessions = self.lock();
+            if sessions.len() >= self.cfg.max_total {
+                return Err(SignalError::Unavailable(format!("viewer limit reached ({})", self.cfg.max_total)));
+            }
+            let on_cam = sessions.values().filter(|s| s.camera == offer.resource).count();
+            if on_cam >= self.cfg.max_per_camera {
+                return Err(SignalError::Unavailable(format!(
+                    "viewer limit for this camera reached ({})",
+                    self.cfg.max_per_camera
+                )));
+            }
+        }
+        let addr = self.udp_addr()?;
+        let viewer = ViewerSession::negotiate(&offer.sdp, hub.profile_idc(), addr, &self.cfg.net)
+            .await
+            .map_err(|e| match e {
+                NegotiateError::BadOffer(m) => SignalError::BadRequest(format!("offer rejected: {}", one_line(&m))),
+                NegotiateError::NoCodec(m) => SignalError::NotAcceptable(format!("no usable H.264 in offer ({m})")),
+                NegotiateError::Stack(m) => SignalError::Internal(m),
+            })?;
+        let id = random_id();
+        let etag = random_id();
+        let answer = viewer.answer.clone();
+        let pc = viewer.pc.clone();
+        let remote_ufrag = viewer.remote_ufrag.clone();
+        let (cand_tx, mut cand_rx) = tokio::sync::mpsc::unbounded_channel::<(Option<String>, String)>();
+        let sessions = self.sessions.clone();
+        let sid = id.clone();
+        let camera = offer.resource.clone();
+        metrics::gauge!("vigil_whep_sessions").increment(1.0);
+        // Hold the map lock across spawn + insert so the task cannot remove itself first.
+        let mut map = self.lock();
+        let task = tokio::spawn(async move {
+            let viewer = Arc::new(viewer);
+            let v2 = viewer.clone();
+            let trickle = tokio::spawn(async move {
+                while let Some((mid, c)) = cand_rx.recv().await {
+                    if let Err(e) = v2.add_candidate(mid, c).await {
+                        tracing::debug!(error = %e, "adding trickled candidate");
+                    }
+                }
+            });
+            let why = viewer.run(hub).await;
+            trickle.abort();
+            tracing::info!(session = %sid, camera = %camera, reason = why, "viewer ended");
+            let entry = sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&sid);
+            if let Some(e) = entry {
+                let _ = e.pc.close().await;
+            }
+            metrics::gauge!("vigil_whep_sessions").decrement(1.0);
+        });
+        map.insert(
+            id.clone(),
+            SessionEntry {
+                camera: offer.resource.clone(),
+                etag: etag.clone(),
+                remote_ufrag,
+                pc,
+                task: task.abort_handle(),
+                candidates: cand_tx,
+            },
+        );
+        drop(map);
+        tracing::info!(session = %id, camera = %offer.resource, peer = ?offer.peer, "viewer negotiated");
+        Ok(Answer { sdp: answer, session: id, etag })
+    }
+}
+
+fn fmt_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(200).collect()
+}
+
+fn random_id() -> String {
+    let v: u128 = rand::random();
+    format!("{v:032x}")
+}
+
+impl Backend for Live {
+    async fn create(&self, offer: Offer) -> Result<Answer, SignalError> {
+        match offer.kind {
+            Kind::Whep => self.create_viewer(offer).await,
+            Kind::Whip => Err(SignalError::NotFound("WHIP is not enabled".into())),
+        }
+    }
+
+    fn etag(&self, kind: Kind, resource: &str, session: &str) -> Option<String> {
+        if kind != Kind::Whep {
+            return None;
+        }
+        let map = self.lock();
+        map.get(session).filter(|s| s.camera == resource).map(|s| s.etag.clone())
+    }
+
+    async fn patch(
+        &self,
+        _kind: Kind,
+        _resource: &str,
+        session: &str,
+        frag: IceFragment,
+        _bearer: Option<String>,
+    ) -> Result<PatchOutcome, SignalError> {
+        let map = self.lock();
+        let s = map.get(session).ok_or_else(|| SignalError::NotFound(format!("no session {session}")))?;
+        if let (Some(new), Some(old)) = (&frag.ufrag, &s.remote_ufrag) {
+            if new != old {
+                return Err(SignalError::MethodNotAllowed(
+                    "ICE restart is not supported for WHEP viewers; start a new session".into(),
+                ));
+            }
+        }
+        for c in frag.candidates {
+            let _ = s.candidates.send(c);
+        }
+        Ok(PatchOutcome::Applied)
+    }
+
+    async fn delete(&self, _kind: Kind, resource: &str, session: &str, _bearer: Option<String>) -> Result<(), SignalError> {
+        let entry = {
+            let mut map = self.lock();
+            match map.get(session) {
+                Some(s) if s.camera == resource => map.remove(session),
+                _ => None,
+            }
+        };
+        let e = entry.ok_or_else(|| SignalError::NotFound(format!("no session {session} for {resource}")))?;
+        e.task.abort();
+        let _ = e.pc.close().await;
+        metrics::gauge!("vigil_whep_sessions").decrement(1.0);
+        tracing::info!(session, camera = resource, "viewer deleted");
+        Ok(())
+    }
+}

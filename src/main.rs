@@ -1,0 +1,81 @@
+//! The `vigil` command line: `serve` runs the server, `capture` is the per-camera child
+//! process the server supervises (it can also be run by hand to test a source).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use vigil::config::Config;
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Camera server: capture, record, live WebRTC (WHEP), history")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve cameras: capture, record, and show them live.
+    Serve {
+        /// Configuration file (TOML). Without it: one test-pattern camera named `test`.
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+        /// HTTP listen address (overrides `[server] listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory (overrides `[server] data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Capture one camera into segment files (run by `serve`; stdout carries JSON reports).
+    Capture {
+        /// The camera's name in the configuration.
+        #[arg(long)]
+        camera: String,
+        /// Configuration file. Without it: the built-in default (camera `test`).
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (overrides `[server] data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn,rtc=warn"));
+    // Logs go to stderr: a capture child's stdout is its report channel.
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Serve { config, listen, data_dir } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            if let Some(d) = data_dir {
+                cfg.server.data_dir = d;
+            }
+            let config_path = config.map(|p| p.canonicalize().unwrap_or(p));
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(vigil::server::serve(vigil::server::ServeOptions { config: cfg, config_path }))
+        }
+        Command::Capture { camera, config, data_dir } => {
+            let cfg = Config::load(config.as_deref())?;
+            let cam = cfg.camera(&camera).cloned().with_context(|| format!("no camera named {camera:?} in the configuration"))?;
+            let data_dir = data_dir.unwrap_or(cfg.server.data_dir);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            if let Err(e) = rt.block_on(vigil::capture::child::run(cam, &data_dir)) {
+                // The supervisor got the reason as a report line; one log line, no backtrace.
+                tracing::error!(camera, "capture failed: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
