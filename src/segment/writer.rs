@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn rotates_at_first_keyframe_after_duration() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::new(dir.path(), 2.0);
+        let mut w = SegmentWriter::new(dir.path(), 1.9);
         let t0 = 1_700_000_000_000_000i64;
         // A P frame before any keyframe is dropped.
         assert!(!w.push(&au(0, false), t0 - 10, false).unwrap().written);
@@ -237,7 +237,7 @@ mod tests {
             closed.extend(o.closed);
         }
         w.finish().unwrap();
-        // Keyframes at 0, 1 s, 2 s, 3 s: rotation at the 2 s keyframe (i = 60).
+        // Keyframes at 0, 1 s, 2 s, 3 s: rotation at the first one at or after 1.9 s (i = 60).
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].frames, 60);
         let segs = list_segments(dir.path()).unwrap();
