@@ -42,9 +42,14 @@ enum Command {
     },
 }
 
+/// webrtc-rs logs routine ICE events (a viewer that leaves, a candidate pair that loses) as
+/// warnings; keep its crates at `error` unless RUST_LOG asks for more.
+const DEFAULT_LOG: &str = "info,webrtc=error,rtc=error,rtc_ice=error,rtc_mdns=error,rtc_dtls=error,\
+rtc_srtp=error,rtc_sctp=error,rtc_turn=error,rtc_interceptor=error,rtc_stun=error";
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn,rtc=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     // Logs go to stderr: a capture child's stdout is its report channel.
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

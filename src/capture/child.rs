@@ -35,10 +35,15 @@ struct Recorder {
 
 fn emit(r: &Report) {
     let mut out = std::io::stdout().lock();
-    // A closed stdout means the supervisor is gone; the next write error ends us anyway.
-    let _ = out.write_all(r.to_line().as_bytes());
-    let _ = out.flush();
+    let ok = out.write_all(r.to_line().as_bytes()).and_then(|_| out.flush());
+    if ok.is_err() {
+        // The supervisor is gone (it died or was killed): nobody restarts or watches us,
+        // so stop instead of recording as an orphan. Segments are synced at most 1 s ago.
+        SUPERVISOR_GONE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
+
+static SUPERVISOR_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
@@ -89,6 +94,10 @@ async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
                 Report::Progress { frames: t.frames, bytes: t.bytes, last_pts_us: t.last_pts_us, width: t.width, height: t.height }
             };
             emit(&r);
+            if SUPERVISOR_GONE.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!("supervisor gone (stdout closed); stopping capture");
+                return;
+            }
         }
     });
 
@@ -123,10 +132,10 @@ async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome: Result<(), String> = tokio::select! {
         r = bus_task => r.unwrap_or_else(|e| Err(format!("bus thread: {e}"))),
+        _ = reporter => Ok(()),
         _ = sigterm.recv() => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
     };
-    reporter.abort();
     let _ = pipeline.set_state(gst::State::Null);
     let mut g = recorder.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(closed) = g.writer.finish()? {

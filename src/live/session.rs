@@ -132,7 +132,10 @@ impl ViewerSession {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
         let mut me = media_engine(profile_idc)?;
         let registry = register_default_interceptors(Registry::new(), &mut me).map_err(stack)?;
+        // mDNS off: a browser's `.local` candidates are not resolved (its connectivity checks
+        // still arrive as peer-reflexive candidates), and no multicast leaves the box.
         let mut se = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_ice_timeouts(Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
         if !net.public_ips.is_empty() {
             se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
