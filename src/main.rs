@@ -75,7 +75,11 @@ fn main() -> anyhow::Result<()> {
             let cam = cfg.camera(&camera).cloned().with_context(|| format!("no camera named {camera:?} in the configuration"))?;
             let data_dir = data_dir.unwrap_or(cfg.server.data_dir);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            if let Err(e) = rt.block_on(vigil::capture::child::run(cam, &data_dir)) {
+            let result = rt.block_on(vigil::capture::child::run(cam, &data_dir));
+            // The GStreamer bus is polled on a blocking thread that does not end by itself;
+            // the segment is closed by now, so don't wait for it.
+            rt.shutdown_background();
+            if let Err(e) = result {
                 // The supervisor got the reason as a report line; one log line, no backtrace.
                 tracing::error!(camera, "capture failed: {e:#}");
                 std::process::exit(1);

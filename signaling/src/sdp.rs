@@ -141,7 +141,7 @@ pub fn parse_fragment(body: &[u8]) -> Result<IceFragment, SignalError> {
                 }
                 frag.candidates.push((mid.clone(), v.to_owned()));
             }
-        } else if !line.as_bytes().get(1).is_some_and(|b| *b == b'=') {
+        } else if line.as_bytes().get(1) != Some(&b'=') {
             return Err(SignalError::BadRequest("malformed sdpfrag line".into()));
         }
     }
