@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Errors loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,9 @@ pub struct Config {
     /// The cameras. With no config file, one test-pattern camera named `test`.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// HTTPS: off, self-signed, certificate files, or ACME (see [`TlsConfig`]).
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 /// `[server]`.
@@ -61,6 +65,11 @@ pub struct ServerConfig {
     pub max_viewers_per_camera: usize,
     /// WHEP viewers allowed in total.
     pub max_viewers: usize,
+    /// The recordings index: `None` = SQLite at `<data_dir>/vigil.db`, or `postgres://...`.
+    pub database_url: Option<String>,
+    /// Free disk space to keep on the data directory's filesystem; the oldest recordings of
+    /// all cameras are deleted to stay above it. 0 disables the check.
+    pub min_free_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +82,8 @@ impl Default for ServerConfig {
             public_ips: Vec::new(),
             max_viewers_per_camera: 250,
             max_viewers: 500,
+            database_url: None,
+            min_free_bytes: 256 << 20,
         }
     }
 }
@@ -121,6 +132,12 @@ pub struct CameraConfig {
     /// Encoder choice (see [`Encoder`]).
     #[serde(default)]
     pub encoder: Encoder,
+    /// Keep at most this many bytes of recordings (oldest deleted first). None: no limit.
+    #[serde(default)]
+    pub retain_bytes: Option<u64>,
+    /// Keep recordings at most this many days. None: no limit.
+    #[serde(default)]
+    pub retain_days: Option<f64>,
 }
 
 fn default_source() -> String {
@@ -211,6 +228,8 @@ impl CameraConfig {
             keyframe_interval_s: default_kis(),
             segment_seconds: default_segment_seconds(),
             encoder: Encoder::Auto,
+            retain_bytes: None,
+            retain_days: None,
         }
     }
 
@@ -220,10 +239,283 @@ impl CameraConfig {
     }
 }
 
+/// `[tls]`: how (and whether) vigil serves HTTPS. See `docs/tls.md`.
+///
+/// With any mode but `off`, vigil serves the whole application over HTTPS on `https_listen`
+/// and answers plain HTTP on `http_listen` with ACME HTTP-01 challenges and a redirect to
+/// HTTPS for everything else. `[server] listen` keeps serving plain HTTP (meant for loopback:
+/// local tools, health checks, metrics scrapes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// `off`, `self-signed`, `files` or `acme` (see [`TlsMode`]).
+    pub mode: TlsMode,
+    /// Names the certificate is for. `acme`: DNS names (at least one; no wildcards, no IP
+    /// addresses). `self-signed`: DNS names and/or IP addresses (empty = this host's name,
+    /// `<hostname>.local`, `localhost`, 127.0.0.1, ::1 and `https_listen`'s address).
+    /// `files`: checked against the certificate when given.
+    pub domains: Vec<String>,
+    /// HTTPS listen address.
+    pub https_listen: SocketAddr,
+    /// Plain-HTTP listen address: ACME HTTP-01 challenges and a redirect to HTTPS.
+    pub http_listen: SocketAddr,
+    /// Where TLS state is kept: the ACME account, the certificate chain and its key (0600),
+    /// the self-signed certificate. Created if missing (mode 0700).
+    pub certs_dir: PathBuf,
+    /// `files` mode: the PEM certificate chain (leaf first). Re-read every
+    /// `renew_check_interval`, so an external tool can replace it.
+    pub cert_file: Option<PathBuf>,
+    /// `files` mode: the PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// The ACME directory: `letsencrypt` (production, the default), `letsencrypt-staging`
+    /// (or `staging`), or the directory URL of any ACME server (`https://...`).
+    pub acme_directory: String,
+    /// Contact e-mail given to the ACME server (`admin@example.org`; empty for none).
+    pub acme_contact: String,
+    /// A PEM root certificate that verifies the ACME server's own HTTPS (for test servers such
+    /// as pebble and for private CAs). When set, it replaces the system store for ACME requests.
+    pub acme_ca_file: Option<PathBuf>,
+    /// How often the certificate is checked (and renewed when due): `"7d"`, `"12h"`, `"30m"`,
+    /// `"2s"`. The check also runs at start.
+    pub renew_check_interval: HumanDuration,
+    /// Renew when the certificate expires within this long (`"30d"`).
+    pub renew_before: HumanDuration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::Off,
+            domains: Vec::new(),
+            https_listen: SocketAddr::from(([0, 0, 0, 0], 443)),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 80)),
+            certs_dir: PathBuf::from("./certs"),
+            cert_file: None,
+            key_file: None,
+            acme_directory: "letsencrypt".into(),
+            acme_contact: String::new(),
+            acme_ca_file: None,
+            renew_check_interval: HumanDuration(Duration::from_secs(7 * 86_400)),
+            renew_before: HumanDuration(Duration::from_secs(30 * 86_400)),
+        }
+    }
+}
+
+/// How vigil serves HTTPS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain HTTP only, on `[server] listen` (meant for loopback development).
+    #[default]
+    Off,
+    /// A certificate vigil makes itself (rcgen), kept in `certs_dir` and reused.
+    SelfSigned,
+    /// A certificate and key from `cert_file` / `key_file`.
+    Files,
+    /// A certificate from an ACME CA (Let's Encrypt by default), HTTP-01, renewed automatically.
+    Acme,
+}
+
+impl TlsMode {
+    /// The name used in the config file and in `/api/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Off => "off",
+            TlsMode::SelfSigned => "self-signed",
+            TlsMode::Files => "files",
+            TlsMode::Acme => "acme",
+        }
+    }
+}
+
+/// Let's Encrypt's production directory.
+pub const LETSENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (untrusted certificates, generous rate limits).
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+impl TlsConfig {
+    /// `acme_directory` resolved to a URL.
+    pub fn acme_directory_url(&self) -> Result<String, String> {
+        let d = self.acme_directory.trim();
+        match d {
+            "" | "letsencrypt" | "production" | "letsencrypt-production" => Ok(LETSENCRYPT_PRODUCTION.into()),
+            "staging" | "letsencrypt-staging" => Ok(LETSENCRYPT_STAGING.into()),
+            url if url.starts_with("https://") || url.starts_with("http://") => Ok(url.to_owned()),
+            other => Err(format!(
+                "acme_directory {other:?}: expected \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL"
+            )),
+        }
+    }
+
+    /// Checks the section against the mode. `plain` is `[server] listen`.
+    pub fn validate(&self, plain: SocketAddr) -> Result<(), String> {
+        if self.mode == TlsMode::Off {
+            return Ok(());
+        }
+        for (a, an, b, bn) in [
+            (self.https_listen, "https_listen", self.http_listen, "http_listen"),
+            (self.https_listen, "https_listen", plain, "[server] listen"),
+            (self.http_listen, "http_listen", plain, "[server] listen"),
+        ] {
+            if addrs_clash(a, b) {
+                return Err(format!("{an} {a} and {bn} {b} use the same port"));
+            }
+        }
+        if self.renew_check_interval.0 < Duration::from_secs(1) {
+            return Err("renew_check_interval must be at least 1s".into());
+        }
+        for d in &self.domains {
+            if d.parse::<std::net::IpAddr>().is_err() && !valid_dns_name(d) {
+                return Err(format!("domains: {d:?} is neither a DNS name nor an IP address"));
+            }
+        }
+        match self.mode {
+            TlsMode::Off | TlsMode::SelfSigned => {}
+            TlsMode::Files => {
+                if self.cert_file.is_none() || self.key_file.is_none() {
+                    return Err("mode \"files\" needs cert_file and key_file".into());
+                }
+            }
+            TlsMode::Acme => {
+                if self.domains.is_empty() {
+                    return Err("mode \"acme\" needs at least one name in domains".into());
+                }
+                for d in &self.domains {
+                    if d.parse::<std::net::IpAddr>().is_ok() || d.starts_with("*.") {
+                        return Err(format!(
+                            "domains: {d:?}: ACME HTTP-01 validates DNS names only (no IP addresses, no wildcards)"
+                        ));
+                    }
+                }
+                self.acme_directory_url()?;
+                if self.acme_contact.contains(char::is_whitespace) {
+                    return Err(format!("acme_contact {:?}: expected an e-mail address", self.acme_contact));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Two listen addresses that cannot both be bound: same port, and the same IP or either one
+/// the wildcard.
+fn addrs_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// A DNS name: dot-separated labels of letters, digits and `-` (not at either end), 1-63
+/// bytes each, 253 in all; an optional leading `*.` wildcard label.
+pub fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// A duration written like `"7d"`, `"12h"`, `"30m"`, `"45s"`, `"500ms"` or a combination
+/// (`"1h30m"`); a bare number is seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Parses the text form.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let s = text.trim();
+        let bad = || format!("duration {text:?}: expected e.g. \"7d\", \"12h\", \"30m\", \"2s\" or \"500ms\"");
+        if s.is_empty() {
+            return Err(bad());
+        }
+        if let Ok(secs) = s.parse::<u64>() {
+            return Ok(Self(Duration::from_secs(secs)));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = rest[digits..].trim_start();
+            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = &rest[..unit_len];
+            rest = rest[unit_len..].trim_start();
+            let part = match unit {
+                "ms" => Duration::from_millis(n),
+                "s" | "sec" | "secs" => Duration::from_secs(n),
+                "m" | "min" | "mins" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+                "h" | "hour" | "hours" => Duration::from_secs(n.checked_mul(3_600).ok_or_else(bad)?),
+                "d" | "day" | "days" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(bad)?),
+                "w" | "week" | "weeks" => Duration::from_secs(n.checked_mul(604_800).ok_or_else(bad)?),
+                _ => return Err(bad()),
+            };
+            total = total.checked_add(part).ok_or_else(bad)?;
+        }
+        Ok(Self(total))
+    }
+}
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() != 0 {
+            return write!(f, "{}ms", d.as_millis());
+        }
+        let s = d.as_secs();
+        match s {
+            0 => write!(f, "0s"),
+            s if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
+            s if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
+            s if s % 60 == 0 => write!(f, "{}m", s / 60),
+            s => write!(f, "{s}s"),
+        }
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as \"7d\", \"12h\" or \"2s\", or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HumanDuration, E> {
+                HumanDuration::parse(v).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<HumanDuration, E> {
+                Ok(HumanDuration(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HumanDuration, E> {
+                u64::try_from(v)
+                    .map(|v| HumanDuration(Duration::from_secs(v)))
+                    .map_err(|_| E::custom("negative duration"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl Config {
     /// The configuration used when no file is given: one test camera.
     pub fn default_with_test_camera() -> Self {
-        Self { server: ServerConfig::default(), cameras: vec![CameraConfig::test_pattern("test")] }
+        Self {
+            server: ServerConfig::default(),
+            cameras: vec![CameraConfig::test_pattern("test")],
+            tls: TlsConfig::default(),
+        }
     }
 
     /// Loads and validates a file, or the default when `path` is `None`.
@@ -231,8 +523,8 @@ impl Config {
         let cfg = match path {
             None => Self::default_with_test_camera(),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
                 Self::parse(&text).map_err(|e| match e {
                     ConfigError::Parse { message, .. } => ConfigError::Parse { path: p.to_owned(), message },
                     other => other,
@@ -280,8 +572,12 @@ impl Config {
             if !(c.segment_seconds >= 1.0 && c.segment_seconds <= 3600.0) {
                 return bad("segment_seconds must be in [1, 3600]".into());
             }
+            if c.retain_days.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
+                return bad("retain_days must be > 0".into());
+            }
         }
         self.server.udp_port_range().map_err(ConfigError::Invalid)?;
+        self.tls.validate(self.server.listen).map_err(|m| ConfigError::Invalid(format!("[tls] {m}")))?;
         Ok(())
     }
 
@@ -346,5 +642,77 @@ mod tests {
         assert!(cfg.validate().is_err());
         cfg.server.webrtc_udp_ports = "40000-40010".into();
         assert_eq!(cfg.server.udp_port_range().unwrap(), Some((40000, 40010)));
+    }
+
+    #[test]
+    fn durations() {
+        let p = |s: &str| HumanDuration::parse(s).map(|d| d.0);
+        assert_eq!(p("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(p("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(p("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(p("1h30m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(p(" 1h 30m ").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(p("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(p("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(p("2w").unwrap(), Duration::from_secs(14 * 86_400));
+        for bad in ["", "d", "7x", "7d3", "-1s", "1.5h", "99999999999999999999d", "18446744073709551615w"] {
+            assert!(p(bad).is_err(), "{bad:?} parsed");
+        }
+        for d in ["7d", "12h", "30m", "2s", "500ms", "0s"] {
+            assert_eq!(HumanDuration::parse(d).unwrap().to_string(), d);
+        }
+    }
+
+    #[test]
+    fn tls_section() {
+        let cfg = Config::parse("[tls]\nmode = \"acme\"\ndomains = [\"cam.example.org\"]\nrenew_check_interval = \"2s\"\nrenew_before = 86400\n").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.tls.mode, TlsMode::Acme);
+        assert_eq!(cfg.tls.renew_check_interval.0, Duration::from_secs(2));
+        assert_eq!(cfg.tls.renew_before.0, Duration::from_secs(86_400));
+        assert_eq!(cfg.tls.acme_directory_url().unwrap(), LETSENCRYPT_PRODUCTION);
+        assert_eq!(cfg.tls.https_listen, SocketAddr::from(([0, 0, 0, 0], 443)));
+        assert_eq!(cfg.tls.http_listen, SocketAddr::from(([0, 0, 0, 0], 80)));
+
+        let e = Config::parse("[tls]\nmode = \"acme\"\ndomian = []\n").unwrap_err();
+        assert!(e.to_string().contains("domian"), "{e}");
+        let e = Config::parse("[tls]\nmode = \"https\"\n").unwrap_err();
+        assert!(e.to_string().contains("https"), "{e}");
+        let e = Config::parse("[tls]\nrenew_before = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("soon"), "{e}");
+
+        let mut cfg = Config::default_with_test_camera();
+        cfg.tls.mode = TlsMode::Acme;
+        assert!(cfg.validate().unwrap_err().to_string().contains("domains"));
+        cfg.tls.domains = vec!["192.0.2.1".into()];
+        assert!(cfg.validate().is_err());
+        cfg.tls.domains = vec!["*.example.org".into()];
+        assert!(cfg.validate().is_err());
+        cfg.tls.domains = vec!["bad name".into()];
+        assert!(cfg.validate().is_err());
+        cfg.tls.domains = vec!["cam.example.org".into()];
+        cfg.validate().unwrap();
+        cfg.tls.acme_directory = "staging".into();
+        assert_eq!(cfg.tls.acme_directory_url().unwrap(), LETSENCRYPT_STAGING);
+        cfg.tls.acme_directory = "pebble".into();
+        assert!(cfg.validate().is_err());
+        cfg.tls.acme_directory = "https://127.0.0.1:14000/dir".into();
+        cfg.validate().unwrap();
+        cfg.tls.http_listen = "0.0.0.0:443".parse().unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("same port"));
+        cfg.tls.http_listen = "127.0.0.1:8080".parse().unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("[server] listen"));
+
+        let mut cfg = Config::default_with_test_camera();
+        cfg.tls.mode = TlsMode::Files;
+        assert!(cfg.validate().unwrap_err().to_string().contains("cert_file"));
+        cfg.tls.cert_file = Some("c.pem".into());
+        cfg.tls.key_file = Some("k.pem".into());
+        cfg.validate().unwrap();
+
+        let mut cfg = Config::default_with_test_camera();
+        cfg.tls.mode = TlsMode::SelfSigned;
+        cfg.tls.domains = vec!["vigil.local".into(), "192.168.1.10".into(), "::1".into()];
+        cfg.validate().unwrap();
     }
 }

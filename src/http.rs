@@ -21,6 +21,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// The Prometheus recorder, rendered at `/metrics`.
     pub metrics: Option<PrometheusHandle>,
+    /// TLS state, reported by `/api/status`.
+    pub tls: Arc<crate::tls::TlsStatus>,
 }
 
 /// The whole router.
@@ -33,6 +35,7 @@ pub fn app(state: AppState, signaling_cfg: signaling::Config) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/cameras", get(cameras))
+        .route("/api/status", get(status))
         .with_state(state)
         .merge(whep)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
@@ -80,4 +83,14 @@ async fn cameras(State(st): State<AppState>) -> Response {
         })
         .collect();
     axum::Json(list).into_response()
+}
+
+#[derive(Serialize)]
+struct StatusJson {
+    version: &'static str,
+    tls: crate::tls::status::TlsSnapshot,
+}
+
+async fn status(State(st): State<AppState>) -> Response {
+    axum::Json(StatusJson { version: env!("CARGO_PKG_VERSION"), tls: st.tls.snapshot() }).into_response()
 }

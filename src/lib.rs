@@ -20,6 +20,7 @@
 //! - [`segment`]: the on-disk format: Annex-B, `.idx`, writer, tail reader.
 //! - [`live`]: hubs, viewer sessions, the WHEP backend.
 //! - [`http`]: the router; [`server`]: `vigil serve`.
+//! - [`tls`]: HTTPS certificates (self-signed, files, ACME) and their renewal.
 //!
 //! # Time
 //! Every access unit carries its capture wall-clock time (µs since the Unix epoch, UTC) in
@@ -32,7 +33,9 @@
 
 pub mod capture;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod live;
 pub mod segment;
 pub mod server;
+pub mod tls;

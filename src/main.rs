@@ -72,7 +72,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Capture { camera, config, data_dir } => {
             let cfg = Config::load(config.as_deref())?;
-            let cam = cfg.camera(&camera).cloned().with_context(|| format!("no camera named {camera:?} in the configuration"))?;
+            let cam = cfg
+                .camera(&camera)
+                .cloned()
+                .with_context(|| format!("no camera named {camera:?} in the configuration"))?;
             let data_dir = data_dir.unwrap_or(cfg.server.data_dir);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let result = rt.block_on(vigil::capture::child::run(cam, &data_dir));

@@ -1,9 +1,14 @@
 //! `vigil serve`: starts a capture supervisor and a live hub per camera, then the HTTP
 //! server, and shuts all of it down on SIGTERM/SIGINT.
+//!
+//! Listeners: `[server] listen` always serves the application over plain HTTP. With
+//! `[tls] mode` other than `off`, the same application is also served over HTTPS on
+//! `https_listen` (certificates from [`crate::tls`], hot-swapped through its resolver), and
+//! `http_listen` answers ACME HTTP-01 challenges and redirects everything else to HTTPS.
 
 use crate::capture::status::CameraStatus;
 use crate::capture::supervisor::{ChildCommand, supervise};
-use crate::config::Config;
+use crate::config::{Config, TlsMode};
 use crate::http::{AppState, app};
 use crate::live::hub::Hub;
 use crate::live::session::NetConfig;
@@ -25,6 +30,7 @@ pub struct ServeOptions {
 
 /// Runs the server until a termination signal.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    crate::tls::install_default_provider();
     let cfg = opts.config;
     let data_dir = cfg.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -38,12 +44,35 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the vigil executable")?;
     let child = ChildCommand { exe, config: opts.config_path.clone(), data_dir: data_dir.clone() };
 
+    // History: open the index and recover what a crash left open *before* any capture
+    // starts writing; then index segment events as they come.
+    let index = crate::history::index::Index::open(cfg.server.database_url.as_deref(), &data_dir)
+        .await
+        .context("opening the recordings index")?;
+    let history = Arc::new(crate::history::service::History::new(
+        index,
+        data_dir.clone(),
+        cfg.cameras.clone(),
+        crate::segment::lease::Leases::new(),
+        cfg.server.min_free_bytes,
+    ));
+    let recovered = history.recover_all().await.context("recovering recordings")?;
+    tracing::info!(?recovered, "index ready");
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(history.as_ref().clone().run(events_rx));
+
     let mut hubs = Vec::new();
     let mut cameras = Vec::new();
     let mut tasks = Vec::new();
     for cam in &cfg.cameras {
         let status = Arc::new(CameraStatus::default());
-        tasks.push(tokio::spawn(supervise(cam.name.clone(), child.clone(), status.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(supervise(
+            cam.name.clone(),
+            child.clone(),
+            status.clone(),
+            Some(events_tx.clone()),
+            shutdown_rx.clone(),
+        )));
         let hub = Hub::new(&cam.name);
         tokio::spawn(hub.clone().run(data_dir.join(&cam.name)));
         hubs.push(hub);
@@ -69,7 +98,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                         urls: s.urls.clone(),
                         username: s.username.clone().unwrap_or_default(),
                         credential: s.credential.clone().unwrap_or_default(),
-                        ..Default::default()
                     })
                     .collect(),
                 public_ips: cfg.server.public_ips.clone(),
@@ -92,25 +120,101 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             })
             .collect(),
     };
-    let router = app(AppState { cameras: Arc::new(cameras), live, metrics }, signaling_cfg)
+    let tls = match cfg.tls.mode {
+        TlsMode::Off => None,
+        _ => Some(Arc::new(crate::tls::Tls::new(&cfg.tls).context("TLS")?)),
+    };
+    let tls_status = match &tls {
+        Some(t) => t.status.clone(),
+        None => Arc::new(crate::tls::TlsStatus::new(&cfg.tls)),
+    };
+    let router = app(AppState { cameras: Arc::new(cameras), live, metrics, tls: tls_status }, signaling_cfg)
+        .merge(crate::history::api::router(history.clone(), cfg.cameras.iter().map(|c| c.name.clone()).collect()))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
     if !listen.ip().is_loopback() {
-        tracing::warn!(%listen, "listening on a non-loopback address over plain HTTP with no authentication");
+        tracing::warn!(
+            %listen,
+            "listening on a non-loopback address over plain HTTP with no authentication \
+             (keep [server] listen on loopback and set [tls] mode for HTTPS)"
+        );
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     tracing::info!(url = %format!("http://{}", listener.local_addr().unwrap_or(listen)), cameras = cfg.cameras.len(), "vigil serving");
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            let _ = shutdown_tx.send(true);
-        })
-        .await
-        .context("HTTP server")?;
+
+    // Bind every listener before the certificate manager starts: its first ACME order needs
+    // the challenge listener up.
+    let tls_servers = match &tls {
+        None => None,
+        Some(tls) => {
+            let https = bind_std(cfg.tls.https_listen).await?;
+            let http = tokio::net::TcpListener::bind(cfg.tls.http_listen)
+                .await
+                .with_context(|| format!("binding [tls] http_listen {}", cfg.tls.http_listen))?;
+            let https_addr = https.local_addr().unwrap_or(cfg.tls.https_listen);
+            tracing::info!(
+                https = %format!("https://{https_addr}"),
+                http = %http.local_addr().unwrap_or(cfg.tls.http_listen),
+                mode = cfg.tls.mode.as_str(),
+                domains = ?cfg.tls.domains,
+                "serving HTTPS"
+            );
+            let server_config = crate::tls::server_config(tls.resolver.clone()).context("TLS server configuration")?;
+            let handle = axum_server::Handle::new();
+            let https_server = axum_server::from_tcp_rustls(
+                https,
+                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config)),
+            )
+            .context("HTTPS listener")?
+            .handle(handle.clone())
+            .serve(router.clone().into_make_service_with_connect_info::<SocketAddr>());
+            let redirect = crate::tls::http01::router(tls.challenges.clone(), https_addr.port())
+                .layer(tower_http::trace::TraceLayer::new_for_http());
+            let http_server = axum::serve(http, redirect.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown_requested(shutdown_rx.clone()));
+            let manager = tls.spawn(shutdown_rx.clone());
+            let mut rx = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let _ = rx.wait_for(|v| *v).await;
+                handle.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            Some(async move {
+                let r = tokio::try_join!(async { https_server.await.context("HTTPS server") }, async {
+                    http_server.await.context("HTTP (ACME challenge / redirect) server")
+                },);
+                manager.abort();
+                r.map(|_| ())
+            })
+        }
+    };
+
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+    let plain = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_requested(shutdown_rx.clone()));
+    tokio::try_join!(async { plain.await.context("HTTP server") }, async {
+        match tls_servers {
+            Some(f) => f.await,
+            None => Ok(()),
+        }
+    })?;
     // Give capture children their SIGTERM grace to close segments cleanly.
     let _ = tokio::time::timeout(Duration::from_secs(5), futures_util::future::join_all(tasks)).await;
     Ok(())
+}
+
+/// Resolves once shutdown was requested.
+async fn shutdown_requested(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Binds `addr` for axum-server (a non-blocking std listener).
+async fn bind_std(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding [tls] https_listen {addr}"))?;
+    l.into_std().with_context(|| format!("[tls] https_listen {addr}"))
 }
 
 async fn shutdown_signal() {

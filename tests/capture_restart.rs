@@ -27,9 +27,7 @@ encoder = "auto"
 "#;
 
 fn restarts(cam: &serde_json::Value) -> u64 {
-    cam["restarts"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("`restarts` is not a non-negative integer: {cam}"))
+    cam["restarts"].as_u64().unwrap_or_else(|| panic!("`restarts` is not a non-negative integer: {cam}"))
 }
 
 #[test]
@@ -40,24 +38,16 @@ fn capture_that_ends_is_restarted_and_viewers_resume() {
     // The first run: a viewer sees 320x240 pictures.
     server.wait_running(CAMERA);
     // A capture that restarts every 3 s is briefly not running between runs (503): retry.
-    let client = WhepClient::connect_retry(&server.base(), CAMERA, Duration::from_secs(20))
-        .expect("WHEP connect");
-    let first = client
-        .wait_frames(10, Duration::from_secs(10))
-        .expect("frames from the first capture run");
+    let client = WhepClient::connect_retry(&server.base(), CAMERA, Duration::from_secs(20)).expect("WHEP connect");
+    let first = client.wait_frames(10, Duration::from_secs(10)).expect("frames from the first capture run");
     assert_eq!((first.width, first.height), (320, 240), "frame size");
 
     // The capture ends after 3 s; the server restarts it and reports it.
-    let cam = server.wait_camera(CAMERA, Duration::from_secs(20), "restarts >= 1", |c| {
-        restarts(c) >= 1
-    });
+    let cam = server.wait_camera(CAMERA, Duration::from_secs(20), "restarts >= 1", |c| restarts(c) >= 1);
     let restarted = restarts(&cam);
-    server.wait_camera(
-        CAMERA,
-        Duration::from_secs(20),
-        "state back to running after a restart",
-        |c| c["state"] == "running" && restarts(c) >= restarted,
-    );
+    server.wait_camera(CAMERA, Duration::from_secs(20), "state back to running after a restart", |c| {
+        c["state"] == "running" && restarts(c) >= restarted
+    });
 
     // The viewer that was watching before the restart sees new pictures after it
     // (each run makes 90 frames, so 30 more can only come from a restarted capture).
@@ -65,17 +55,11 @@ fn capture_that_ends_is_restarted_and_viewers_resume() {
     let after = client
         .wait_frames(before + 30, Duration::from_secs(20))
         .expect("frames resume for a viewer connected before the restart");
-    assert_eq!(
-        (after.width, after.height),
-        (320, 240),
-        "frame size after restart"
-    );
+    assert_eq!((after.width, after.height), (320, 240), "frame size after restart");
 
     // A viewer that connects after a restart plays too.
-    let late = WhepClient::connect_retry(&server.base(), CAMERA, Duration::from_secs(20))
-        .expect("WHEP connect after restart");
-    let s = late
-        .wait_frames(30, Duration::from_secs(20))
-        .expect("a viewer connecting after a restart decodes frames");
+    let late =
+        WhepClient::connect_retry(&server.base(), CAMERA, Duration::from_secs(20)).expect("WHEP connect after restart");
+    let s = late.wait_frames(30, Duration::from_secs(20)).expect("a viewer connecting after a restart decodes frames");
     assert_eq!((s.width, s.height), (320, 240));
 }

@@ -12,18 +12,12 @@ const CAMERA: &str = "test";
 
 fn viewers(server: &Server) -> i64 {
     let cam = server.camera(CAMERA);
-    cam["viewers"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("`viewers` is not an integer: {cam}"))
+    cam["viewers"].as_i64().unwrap_or_else(|| panic!("`viewers` is not an integer: {cam}"))
 }
 
 fn wait_viewers(server: &Server, n: i64) {
-    server.wait_camera(
-        CAMERA,
-        Duration::from_secs(10),
-        &format!("viewers == {n}"),
-        |c| c["viewers"].as_i64() == Some(n),
-    );
+    server
+        .wait_camera(CAMERA, Duration::from_secs(10), &format!("viewers == {n}"), |c| c["viewers"].as_i64() == Some(n));
 }
 
 #[test]
@@ -35,20 +29,12 @@ fn one_viewer_decodes_720p_and_delete_frees_the_session() {
 
     let client = WhepClient::connect(&server.base(), CAMERA).expect("WHEP connect");
     assert!(
-        client
-            .location()
-            .starts_with(&server.url(&format!("/whep/{CAMERA}/"))),
+        client.location().starts_with(&server.url(&format!("/whep/{CAMERA}/"))),
         "Location {} is not under /whep/{CAMERA}/",
         client.location()
     );
-    let stats = client
-        .wait_frames(60, Duration::from_secs(10))
-        .expect("60 decoded frames");
-    assert_eq!(
-        (stats.width, stats.height),
-        (1280, 720),
-        "decoded frames have the default camera's size"
-    );
+    let stats = client.wait_frames(60, Duration::from_secs(10)).expect("60 decoded frames");
+    assert_eq!((stats.width, stats.height), (1280, 720), "decoded frames have the default camera's size");
     wait_viewers(&server, 1);
 
     let status = client.delete().expect("DELETE session");
@@ -68,33 +54,24 @@ fn two_viewers_at_once() {
 
     let a = WhepClient::connect(&server.base(), CAMERA).expect("WHEP connect (first viewer)");
     let b = WhepClient::connect(&server.base(), CAMERA).expect("WHEP connect (second viewer)");
-    assert_ne!(
-        a.location(),
-        b.location(),
-        "each viewer gets its own session"
-    );
+    assert_ne!(a.location(), b.location(), "each viewer gets its own session");
 
     for (name, c) in [("first", &a), ("second", &b)] {
-        let s = c
-            .wait_frames(30, Duration::from_secs(15))
-            .unwrap_or_else(|e| panic!("{name} viewer: {e:#}"));
+        let s = c.wait_frames(30, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{name} viewer: {e:#}"));
         assert_eq!((s.width, s.height), (1280, 720), "{name} viewer frame size");
     }
     wait_viewers(&server, 2);
 
     // Both keep playing while the other is there.
     let (fa, fb) = (a.frames().frames, b.frames().frames);
-    a.wait_frames(fa + 30, Duration::from_secs(10))
-        .expect("first viewer keeps decoding");
-    b.wait_frames(fb + 30, Duration::from_secs(10))
-        .expect("second viewer keeps decoding");
+    a.wait_frames(fa + 30, Duration::from_secs(10)).expect("first viewer keeps decoding");
+    b.wait_frames(fb + 30, Duration::from_secs(10)).expect("second viewer keeps decoding");
 
     assert_eq!(a.delete().expect("DELETE first"), 200);
     wait_viewers(&server, 1);
     // The other viewer is not disturbed by the first one leaving.
     let fb = b.frames().frames;
-    b.wait_frames(fb + 30, Duration::from_secs(10))
-        .expect("second viewer keeps decoding after the first left");
+    b.wait_frames(fb + 30, Duration::from_secs(10)).expect("second viewer keeps decoding after the first left");
     assert_eq!(b.delete().expect("DELETE second"), 200);
     wait_viewers(&server, 0);
 }

@@ -6,9 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    Resp, Server, WhepClient, h264_recv_caps, http, opus_caps, serial, vp8_caps, webrtcbin_offer,
-};
+use common::{Resp, Server, WhepClient, h264_recv_caps, http, opus_caps, serial, vp8_caps, webrtcbin_offer};
 
 /// A light camera so that the error tests do not compete with a 720p encoder for the CPU.
 const CONFIG: &str = r#"
@@ -47,13 +45,8 @@ encoder = "auto"
 "#;
 
 fn post_offer(server: &Server, camera: &str, content_type: &str, body: &str) -> Resp {
-    http(
-        "POST",
-        &server.url(&format!("/whep/{camera}")),
-        &[("Content-Type", content_type)],
-        Some(body),
-    )
-    .expect("POST /whep")
+    http("POST", &server.url(&format!("/whep/{camera}")), &[("Content-Type", content_type)], Some(body))
+        .expect("POST /whep")
 }
 
 /// `resp` has `status` and a one-line, non-empty, plain-text reason.
@@ -62,11 +55,7 @@ fn assert_error(resp: &Resp, status: u16, what: &str) {
     assert_eq!(resp.status, status, "{what}: status (body {:?})", resp.body);
     let reason = resp.body.trim_end_matches(['\r', '\n']);
     assert!(!reason.trim().is_empty(), "{what}: empty error body");
-    assert!(
-        !reason.contains('\n'),
-        "{what}: error body is not one line: {:?}",
-        resp.body
-    );
+    assert!(!reason.contains('\n'), "{what}: error body is not one line: {:?}", resp.body);
     let ct = resp.header("content-type").unwrap_or("");
     assert!(
         ct.starts_with("text/plain"),
@@ -100,11 +89,7 @@ fn refused_offers() {
     assert_error(&r, 406, "VP8-only offer");
 
     // None of that left a viewer behind.
-    assert_eq!(
-        server.camera("test")["viewers"],
-        0,
-        "viewers after refused offers"
-    );
+    assert_eq!(server.camera("test")["viewers"], 0, "viewers after refused offers");
 }
 
 #[test]
@@ -125,18 +110,9 @@ fn session_resources() {
         None,
     )
     .expect("OPTIONS");
-    assert!(
-        r.status == 204 || r.status == 200,
-        "OPTIONS status {} ({:?})",
-        r.status,
-        r.body
-    );
+    assert!(r.status == 204 || r.status == 200, "OPTIONS status {} ({:?})", r.status, r.body);
     let accept_post = r.header_all("accept-post").join(", ");
-    assert!(
-        accept_post.contains("application/sdp"),
-        "OPTIONS Accept-Post is {accept_post:?}, headers {:?}",
-        r.headers
-    );
+    assert!(accept_post.contains("application/sdp"), "OPTIONS Accept-Post is {accept_post:?}, headers {:?}", r.headers);
     assert!(
         r.header("access-control-allow-origin").is_some(),
         "OPTIONS with Origin has no Access-Control-Allow-Origin; headers {:?}",
@@ -144,21 +120,12 @@ fn session_resources() {
     );
 
     // Unknown sessions.
-    let r = http(
-        "DELETE",
-        &server.url("/whep/test/no-such-session"),
-        &[],
-        None,
-    )
-    .expect("DELETE");
+    let r = http("DELETE", &server.url("/whep/test/no-such-session"), &[], None).expect("DELETE");
     assert_error(&r, 404, "DELETE unknown session");
     let r = http(
         "PATCH",
         &server.url("/whep/test/no-such-session"),
-        &[
-            ("Content-Type", "application/trickle-ice-sdpfrag"),
-            ("If-Match", "*"),
-        ],
+        &[("Content-Type", "application/trickle-ice-sdpfrag"), ("If-Match", "*")],
         Some("a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"),
     )
     .expect("PATCH");
@@ -167,17 +134,9 @@ fn session_resources() {
     // A real session.
     let client = WhepClient::connect(&server.base(), "test").expect("WHEP connect");
     let ct = client.response().header("content-type").unwrap_or("");
-    assert!(
-        ct.starts_with("application/sdp"),
-        "201 Content-Type is {ct:?}"
-    );
-    let etag = client
-        .etag()
-        .expect("201 has an ETag (needed for PATCH If-Match)")
-        .to_owned();
-    client
-        .wait_frames(10, Duration::from_secs(10))
-        .expect("the session plays");
+    assert!(ct.starts_with("application/sdp"), "201 Content-Type is {ct:?}");
+    let etag = client.etag().expect("201 has an ETag (needed for PATCH If-Match)").to_owned();
+    client.wait_frames(10, Duration::from_secs(10)).expect("the session plays");
 
     // A trickle-ice-sdpfrag (RFC 8840) with the offer's ICE credentials and one of its
     // candidates again (harmless to add twice).
@@ -193,19 +152,13 @@ fn session_resources() {
     let r = patch(Some("\"not-the-etag\""));
     assert_error(&r, 412, "PATCH with a wrong If-Match");
     let r = patch(Some(&etag));
-    assert_eq!(
-        r.status, 204,
-        "PATCH with If-Match {etag}: body {:?}",
-        r.body
-    );
+    assert_eq!(r.status, 204, "PATCH with If-Match {etag}: body {:?}", r.body);
     let r = patch(None);
     assert_eq!(r.status, 204, "PATCH without If-Match: body {:?}", r.body);
 
     // The session still plays after the PATCHes.
     let n = client.frames().frames;
-    client
-        .wait_frames(n + 10, Duration::from_secs(10))
-        .expect("the session keeps playing after PATCH");
+    client.wait_frames(n + 10, Duration::from_secs(10)).expect("the session keeps playing after PATCH");
 
     assert_eq!(client.delete().expect("DELETE"), 200, "DELETE the session");
     let r = http("DELETE", client.location(), &[], None).expect("DELETE again");
@@ -230,10 +183,7 @@ fn sdpfrag_from_offer(offer: &str) -> String {
         .find(|l| l.starts_with("a=candidate:") && l.contains(" UDP "))
         .unwrap_or_else(|| panic!("offer has no UDP candidate:\n{offer}"));
     let mline = find("m=video");
-    let port_proto_fmt = mline
-        .splitn(3, ' ')
-        .nth(2)
-        .unwrap_or("UDP/TLS/RTP/SAVPF 96");
+    let port_proto_fmt = mline.splitn(3, ' ').nth(2).unwrap_or("UDP/TLS/RTP/SAVPF 96");
     [
         find("a=ice-ufrag:"),
         find("a=ice-pwd:"),
@@ -252,33 +202,16 @@ fn camera_not_running_is_503() {
     let h264 = webrtcbin_offer(&[h264_recv_caps()]).expect("H.264 offer");
 
     let cam = server.camera("dead");
-    assert_ne!(
-        cam["state"], "running",
-        "a capture that cannot start is not running: {cam}"
-    );
+    assert_ne!(cam["state"], "running", "a capture that cannot start is not running: {cam}");
     let r = post_offer(&server, "dead", "application/sdp", &h264);
-    assert_error(
-        &r,
-        503,
-        "POST to a camera that is not running (just after start)",
-    );
+    assert_error(&r, 503, "POST to a camera that is not running (just after start)");
 
     // Once its capture has failed (restarting or failed for good), still 503.
-    let cam = server.wait_camera(
-        "dead",
-        Duration::from_secs(20),
-        "the capture to fail at least once",
-        |c| {
-            c["state"] == "failed"
-                || c["state"] == "restarting"
-                || c["restarts"].as_u64() >= Some(1)
-        },
-    );
+    let cam = server.wait_camera("dead", Duration::from_secs(20), "the capture to fail at least once", |c| {
+        c["state"] == "failed" || c["state"] == "restarting" || c["restarts"].as_u64() >= Some(1)
+    });
     assert_ne!(cam["state"], "running", "{cam}");
     let r = post_offer(&server, "dead", "application/sdp", &h264);
     assert_error(&r, 503, "POST to a camera whose capture failed");
-    assert!(
-        cam["last_error"].is_string() || cam["state"] != "failed",
-        "a failed camera says why in last_error: {cam}"
-    );
+    assert!(cam["last_error"].is_string() || cam["state"] != "failed", "a failed camera says why in last_error: {cam}");
 }

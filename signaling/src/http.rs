@@ -54,20 +54,16 @@ pub fn router<B: Backend, S: Clone + Send + Sync + 'static>(backend: Arc<B>, con
     let shared = Arc::new(Shared { backend, links });
     let mut r = Router::new();
     if config.whep {
-        r = r
-            .route("/whep/{resource}", post(create::<B, WhepK>).options(options_collection::<B>))
-            .route(
-                "/whep/{resource}/{session}",
-                axum::routing::patch(patch::<B, WhepK>).delete(delete::<B, WhepK>).options(options_session),
-            );
+        r = r.route("/whep/{resource}", post(create::<B, WhepK>).options(options_collection::<B>)).route(
+            "/whep/{resource}/{session}",
+            axum::routing::patch(patch::<B, WhepK>).delete(delete::<B, WhepK>).options(options_session),
+        );
     }
     if config.whip {
-        r = r
-            .route("/whip/{resource}", post(create::<B, WhipK>).options(options_collection::<B>))
-            .route(
-                "/whip/{resource}/{session}",
-                axum::routing::patch(patch::<B, WhipK>).delete(delete::<B, WhipK>).options(options_session),
-            );
+        r = r.route("/whip/{resource}", post(create::<B, WhipK>).options(options_collection::<B>)).route(
+            "/whip/{resource}/{session}",
+            axum::routing::patch(patch::<B, WhipK>).delete(delete::<B, WhipK>).options(options_session),
+        );
     }
     r.layer(DefaultBodyLimit::max(MAX_SDP_LEN)).with_state(shared)
 }
@@ -207,8 +203,7 @@ async fn patch<B: Backend, K: KindOf>(
         Ok(PatchOutcome::Applied) => with_cors(StatusCode::NO_CONTENT.into_response()),
         Ok(PatchOutcome::Restarted { sdpfrag, etag }) => {
             let mut r = (StatusCode::OK, sdpfrag).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/trickle-ice-sdpfrag"));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/trickle-ice-sdpfrag"));
             if let Ok(v) = HeaderValue::from_str(&quote_etag(&etag)) {
                 r.headers_mut().insert(header::ETAG, v);
             }
@@ -232,10 +227,7 @@ async fn delete<B: Backend, K: KindOf>(
 fn preflight(h: &mut HeaderMap, methods: &'static str) {
     cors(h);
     h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type, Authorization, If-Match"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization, If-Match"));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
 }
 
@@ -287,7 +279,14 @@ mod tests {
         fn etag(&self, _: Kind, _: &str, session: &str) -> Option<String> {
             self.sessions.lock().unwrap().iter().any(|s| s == session).then(|| "e1".into())
         }
-        async fn patch(&self, _: Kind, _: &str, _: &str, _: IceFragment, _: Option<String>) -> Result<PatchOutcome, SignalError> {
+        async fn patch(
+            &self,
+            _: Kind,
+            _: &str,
+            _: &str,
+            _: IceFragment,
+            _: Option<String>,
+        ) -> Result<PatchOutcome, SignalError> {
             Ok(PatchOutcome::Applied)
         }
         async fn delete(&self, _: Kind, _: &str, session: &str, _: Option<String>) -> Result<(), SignalError> {

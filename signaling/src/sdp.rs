@@ -31,9 +31,9 @@ pub struct OfferSummary {
 impl OfferSummary {
     /// True if some enabled section of `kind` offers `codec` (case-insensitive).
     pub fn has_codec(&self, kind: &str, codec: &str) -> bool {
-        self.media.iter().any(|m| {
-            m.kind == kind && m.port != 0 && m.codecs.iter().any(|c| c.eq_ignore_ascii_case(codec))
-        })
+        self.media
+            .iter()
+            .any(|m| m.kind == kind && m.port != 0 && m.codecs.iter().any(|c| c.eq_ignore_ascii_case(codec)))
     }
 
     /// True if some enabled section is of `kind`.
@@ -168,7 +168,8 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "garbage", "v=0\r\nxx\r\n", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n", "v=0\r\no=x\r\nm=video x\r\n"] {
+        for bad in ["", "garbage", "v=0\r\nxx\r\n", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n", "v=0\r\no=x\r\nm=video x\r\n"]
+        {
             assert!(matches!(check_offer(bad.as_bytes()), Err(SignalError::BadRequest(_))), "{bad:?}");
         }
         assert!(matches!(check_offer(&[0xff, 0xfe]), Err(SignalError::BadRequest(_))));
@@ -183,7 +184,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.ufrag.as_deref(), Some("abcd"));
-        assert_eq!(f.candidates, vec![(Some("0".into()), "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into())]);
+        assert_eq!(
+            f.candidates,
+            vec![(Some("0".into()), "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into())]
+        );
         assert!(f.end_of_candidates);
         assert!(parse_fragment(b"a=candidate:1 x\r\n").is_err());
         assert!(parse_fragment(b"junk\r\n").is_err());

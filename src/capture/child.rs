@@ -53,10 +53,10 @@ fn now_us() -> i64 {
 /// failure is also reported to the supervisor as a [`Report::Error`] line.
 pub async fn run(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
     let r = run_inner(cam, data_dir).await;
-    if let Err(e) = &r {
-        if !REPORTED.load(std::sync::atomic::Ordering::Relaxed) {
-            emit(&Report::Error { message: format!("{e:#}") });
-        }
+    if let Err(e) = &r
+        && !REPORTED.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        emit(&Report::Error { message: format!("{e:#}") });
     }
     r
 }
@@ -91,7 +91,13 @@ async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
             let r = {
                 let g = rep.lock().unwrap_or_else(|p| p.into_inner());
                 let t = &g.totals;
-                Report::Progress { frames: t.frames, bytes: t.bytes, last_pts_us: t.last_pts_us, width: t.width, height: t.height }
+                Report::Progress {
+                    frames: t.frames,
+                    bytes: t.bytes,
+                    last_pts_us: t.last_pts_us,
+                    width: t.width,
+                    height: t.height,
+                }
             };
             emit(&r);
             if SUPERVISOR_GONE.load(std::sync::atomic::Ordering::Relaxed) {
@@ -111,7 +117,9 @@ async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
             use gst::MessageView;
             match msg.view() {
                 MessageView::Eos(..) if looped => {
-                    if let Err(e) = pipeline_for_bus.seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, gst::ClockTime::ZERO) {
+                    if let Err(e) = pipeline_for_bus
+                        .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, gst::ClockTime::ZERO)
+                    {
                         return Err(format!("looping file: seek failed: {e}"));
                     }
                 }
@@ -148,7 +156,13 @@ async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
         });
     }
     let t = &g.totals;
-    emit(&Report::Progress { frames: t.frames, bytes: t.bytes, last_pts_us: t.last_pts_us, width: t.width, height: t.height });
+    emit(&Report::Progress {
+        frames: t.frames,
+        bytes: t.bytes,
+        last_pts_us: t.last_pts_us,
+        width: t.width,
+        height: t.height,
+    });
     let failure = g.failed.take().or(outcome.err());
     match failure {
         Some(message) => {
@@ -215,15 +229,13 @@ fn build_pipeline(cam: &CameraConfig, source: &Source) -> anyhow::Result<(gst::P
                 return;
             }
             let _ = bin.sync_state_with_parent();
-            if let Some(sink) = bin.static_pad("sink") {
-                if let Err(e) = pad.link(&sink) {
-                    tracing::error!(error = ?e, caps = %caps, "linking decoded pad");
-                }
+            if let Some(sink) = bin.static_pad("sink")
+                && let Err(e) = pad.link(&sink)
+            {
+                tracing::error!(error = ?e, caps = %caps, "linking decoded pad");
             }
-            if first_video {
-                if let Err(e) = bin.link(&out) {
-                    tracing::error!(error = %e, "linking branch to sink");
-                }
+            if first_video && let Err(e) = bin.link(&out) {
+                tracing::error!(error = %e, "linking branch to sink");
             }
         });
     }
@@ -243,11 +255,11 @@ fn install_sink(appsink: &gst_app::AppSink, recorder: Arc<Mutex<Recorder>>) {
                 let capture_us = capture_time_us(sink, &sample, buffer);
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                 let mut g = recorder.lock().unwrap_or_else(|p| p.into_inner());
-                if g.totals.width == 0 {
-                    if let Some(s) = sample.caps().and_then(|c| c.structure(0)) {
-                        g.totals.width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
-                        g.totals.height = s.get::<i32>("height").unwrap_or(0).max(0) as u32;
-                    }
+                if g.totals.width == 0
+                    && let Some(s) = sample.caps().and_then(|c| c.structure(0))
+                {
+                    g.totals.width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
+                    g.totals.height = s.get::<i32>("height").unwrap_or(0).max(0) as u32;
                 }
                 let au = g.normalizer.normalize(map.as_slice(), capture_us);
                 if !au.has_picture {
@@ -292,10 +304,8 @@ fn capture_time_us(sink: &gst_app::AppSink, sample: &gst::Sample, buffer: &gst::
     let (Some(pts), Some(clock), Some(base)) = (buffer.pts(), sink.clock(), sink.base_time()) else {
         return now;
     };
-    let running = sample
-        .segment()
-        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
-        .and_then(|s| s.to_running_time(pts));
+    let running =
+        sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>()).and_then(|s| s.to_running_time(pts));
     let Some(running) = running else { return now };
     let now_running = clock.time().saturating_sub(base);
     let age_us = now_running.saturating_sub(running).useconds() as i64;

@@ -5,6 +5,7 @@
 
 use super::report::Report;
 use super::status::{CameraState, CameraStatus};
+use crate::segment::event::SegmentEvent;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -25,6 +26,9 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// After this many consecutive failures without a frame, the state reads `failed`
 /// (restarts continue at the maximum backoff).
 const FAILED_AFTER: u32 = 5;
+
+/// Where segment events go (the history index); `None` drops them.
+pub type EventSink = Option<tokio::sync::mpsc::UnboundedSender<SegmentEvent>>;
 
 /// How to start a capture child.
 #[derive(Debug, Clone)]
@@ -54,6 +58,7 @@ pub async fn supervise(
     camera: String,
     cmd: ChildCommand,
     status: Arc<CameraStatus>,
+    events: EventSink,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -65,9 +70,10 @@ pub async fn supervise(
         status.set_state(CameraState::Starting, None);
         let started = Instant::now();
         let outcome = match cmd.command(&camera).spawn() {
-            Ok(child) => run_child(&camera, child, &status, &mut shutdown).await,
+            Ok(child) => run_child(&camera, child, &status, &events, &mut shutdown).await,
             Err(e) => ChildOutcome::Failed(format!("cannot start capture process: {e}"), false),
         };
+        send(&events, SegmentEvent::WriterGone { camera: camera.clone() });
         let (reason, produced) = match outcome {
             ChildOutcome::Shutdown => return,
             ChildOutcome::Failed(reason, produced) => (reason, produced),
@@ -97,10 +103,18 @@ enum ChildOutcome {
     Failed(String, bool),
 }
 
+fn send(events: &EventSink, e: SegmentEvent) {
+    if let Some(tx) = events {
+        // A closed receiver means nobody indexes; recording goes on regardless.
+        let _ = tx.send(e);
+    }
+}
+
 async fn run_child(
     camera: &str,
     mut child: Child,
     status: &CameraStatus,
+    events: &EventSink,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> ChildOutcome {
     let Some(stdout) = child.stdout.take() else {
@@ -132,8 +146,18 @@ async fn run_child(
                         status.set_stream(last_pts_us, fps, kbps, width, height);
                     }
                     Some(Report::Error { message }) => last_error = Some(message),
-                    Some(Report::SegmentOpened { .. }) | Some(Report::SegmentClosed { .. }) => {
-                        tracing::debug!(camera, %line, "segment");
+                    Some(Report::SegmentOpened { start_us, path }) => {
+                        send(events, SegmentEvent::Opened { camera: camera.to_owned(), start_us, data: path.into() });
+                    }
+                    Some(Report::SegmentClosed { start_us, last_pts_us, frames, bytes, path }) => {
+                        send(events, SegmentEvent::Closed {
+                            camera: camera.to_owned(),
+                            start_us,
+                            last_pts_us,
+                            frames,
+                            bytes,
+                            data: path.into(),
+                        });
                     }
                     None => tracing::debug!(camera, %line, "unrecognised line from capture"),
                 },

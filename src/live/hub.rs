@@ -134,12 +134,11 @@ impl Hub {
                 last_segment = au.segment_start_us;
                 tracing::debug!(camera = %self.camera, segment = au.segment_start_us, "live tail on new segment");
             }
-            if au.keyframe {
-                if let Some(sps) = nal_units(&au.data).find(|n| nal_type(n) == 7) {
-                    if let Some(&p) = sps.get(1) {
-                        self.profile_idc.store(p, Ordering::Relaxed);
-                    }
-                }
+            if au.keyframe
+                && let Some(sps) = nal_units(&au.data).find(|n| nal_type(n) == 7)
+                && let Some(&p) = sps.get(1)
+            {
+                self.profile_idc.store(p, Ordering::Relaxed);
             }
             let capture_us = find_capture_time(&au.data).unwrap_or(au.pts_us);
             latency.record((now_us() - capture_us).max(0) as f64 / 1e6);

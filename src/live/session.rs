@@ -18,7 +18,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCIceCandidateType, RTCPeerConnectionState,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
     RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
@@ -85,11 +85,7 @@ fn media_engine(profile_idc: u8) -> Result<MediaEngine, NegotiateError> {
     let mut me = MediaEngine::default();
     for (i, plid) in h264_variants(profile_idc).iter().enumerate() {
         me.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: h264_codec(plid),
-                payload_type: 102 + 2 * i as u8,
-                ..Default::default()
-            },
+            RTCRtpCodecParameters { rtp_codec: h264_codec(plid), payload_type: 102 + 2 * i as u8 },
             RtpCodecKind::Video,
         )
         .map_err(|e| NegotiateError::Stack(e.to_string()))?;
@@ -136,7 +132,11 @@ impl ViewerSession {
         // still arrive as peer-reflexive candidates), and no multicast leaves the box.
         let mut se = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .with_ice_timeouts(Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
+            .with_ice_timeouts(
+                Some(Duration::from_secs(5)),
+                Some(Duration::from_secs(10)),
+                Some(Duration::from_secs(2)),
+            );
         if !net.public_ips.is_empty() {
             se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
         }
@@ -184,7 +184,8 @@ impl ViewerSession {
             }],
         )));
         let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(stack)?;
-        let desc = RTCSessionDescription::offer(offer.to_owned()).map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
+        let desc =
+            RTCSessionDescription::offer(offer.to_owned()).map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
         pc.set_remote_description(desc).await.map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
         let answer = pc.create_answer(None).await.map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
         pc.set_local_description(answer).await.map_err(stack)?;
@@ -198,15 +199,9 @@ impl ViewerSession {
             .map(|c| c.payload_type)
             .ok_or_else(|| NegotiateError::NoCodec(format!("profile_idc {profile_idc}")))?;
         let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g)).await;
-        let answer = pc
-            .local_description()
-            .await
-            .ok_or_else(|| NegotiateError::Stack("no local description".into()))?
-            .sdp;
-        let remote_ufrag = offer
-            .lines()
-            .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
-            .map(str::to_owned);
+        let answer =
+            pc.local_description().await.ok_or_else(|| NegotiateError::Stack("no local description".into()))?.sdp;
+        let remote_ufrag = offer.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).map(str::to_owned);
         Ok(Self { pc, answer, remote_ufrag, track, ssrc, payload_type, state })
     }
 
@@ -229,7 +224,12 @@ impl ViewerSession {
             let r = tokio::time::timeout(
                 CONNECT_TIMEOUT,
                 state.wait_for(|s| {
-                    matches!(s, RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)
+                    matches!(
+                        s,
+                        RTCPeerConnectionState::Connected
+                            | RTCPeerConnectionState::Failed
+                            | RTCPeerConnectionState::Closed
+                    )
                 }),
             )
             .await;

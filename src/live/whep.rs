@@ -115,13 +115,13 @@ impl Live {
             }
         }
         let addr = self.udp_addr()?;
-        let viewer = ViewerSession::negotiate(&offer.sdp, hub.profile_idc(), addr, &self.cfg.net)
-            .await
-            .map_err(|e| match e {
+        let viewer = ViewerSession::negotiate(&offer.sdp, hub.profile_idc(), addr, &self.cfg.net).await.map_err(
+            |e| match e {
                 NegotiateError::BadOffer(m) => SignalError::BadRequest(format!("offer rejected: {}", one_line(&m))),
                 NegotiateError::NoCodec(m) => SignalError::NotAcceptable(format!("no usable H.264 in offer ({m})")),
                 NegotiateError::Stack(m) => SignalError::Internal(m),
-            })?;
+            },
+        )?;
         let id = random_id();
         let etag = random_id();
         let answer = viewer.answer.clone();
@@ -212,12 +212,12 @@ impl Backend for Live {
     ) -> Result<PatchOutcome, SignalError> {
         let map = self.lock();
         let s = map.get(session).ok_or_else(|| SignalError::NotFound(format!("no session {session}")))?;
-        if let (Some(new), Some(old)) = (&frag.ufrag, &s.remote_ufrag) {
-            if new != old {
-                return Err(SignalError::MethodNotAllowed(
-                    "ICE restart is not supported for WHEP viewers; start a new session".into(),
-                ));
-            }
+        if let (Some(new), Some(old)) = (&frag.ufrag, &s.remote_ufrag)
+            && new != old
+        {
+            return Err(SignalError::MethodNotAllowed(
+                "ICE restart is not supported for WHEP viewers; start a new session".into(),
+            ));
         }
         for c in frag.candidates {
             let _ = s.candidates.send(c);
@@ -225,7 +225,13 @@ impl Backend for Live {
         Ok(PatchOutcome::Applied)
     }
 
-    async fn delete(&self, _kind: Kind, resource: &str, session: &str, _bearer: Option<String>) -> Result<(), SignalError> {
+    async fn delete(
+        &self,
+        _kind: Kind,
+        resource: &str,
+        session: &str,
+        _bearer: Option<String>,
+    ) -> Result<(), SignalError> {
         let entry = {
             let mut map = self.lock();
             match map.get(session) {

@@ -232,12 +232,13 @@ impl AuNormalizer {
         out.extend_from_slice(&START_CODE);
         out.extend_from_slice(&[nal::AUD, 0xf0]); // primary_pic_type 7 (any), trailing bits
         out.extend_from_slice(&capture_time_sei(capture_us));
-        if keyframe && !(has_sps && has_pps) {
-            if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
-                for ps in [sps, pps] {
-                    out.extend_from_slice(&START_CODE);
-                    out.extend_from_slice(ps);
-                }
+        if keyframe
+            && !(has_sps && has_pps)
+            && let (Some(sps), Some(pps)) = (&self.sps, &self.pps)
+        {
+            for ps in [sps, pps] {
+                out.extend_from_slice(&START_CODE);
+                out.extend_from_slice(ps);
             }
         }
         for n in nal_units(au) {
@@ -248,11 +249,7 @@ impl AuNormalizer {
             out.extend_from_slice(&START_CODE);
             out.extend_from_slice(n);
         }
-        NormalizedAu {
-            data: out,
-            keyframe,
-            has_picture,
-        }
+        NormalizedAu { data: out, keyframe, has_picture }
     }
 }
 

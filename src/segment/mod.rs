@@ -6,7 +6,9 @@
 //! Must not touch: GStreamer, WebRTC, HTTP, the index database.
 
 pub mod annexb;
+pub mod event;
 pub mod idx;
+pub mod lease;
 pub mod path;
 pub mod tail;
 pub mod writer;

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 
 /// Validates a camera name for use as a directory and URL segment: 1–64 of `[A-Za-z0-9_-]`.
 pub fn valid_camera_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The UTC calendar day (`YYYY-MM-DD`) of a time in µs since the Unix epoch.
@@ -45,11 +43,7 @@ impl SegmentFiles {
     /// The files of the segment starting at `start_us` in `camera_dir`.
     pub fn new(camera_dir: &Path, start_us: i64) -> Self {
         let dir = camera_dir.join(day_name(start_us));
-        Self {
-            start_us,
-            data: dir.join(format!("{start_us}.h264")),
-            idx: dir.join(format!("{start_us}.idx")),
-        }
+        Self { start_us, data: dir.join(format!("{start_us}.h264")), idx: dir.join(format!("{start_us}.idx")) }
     }
 
     /// The day directory holding both files.
@@ -62,11 +56,9 @@ impl SegmentFiles {
 /// Only `.h264` files with a numeric stem count; day directories are read in name order.
 pub fn list_segments(camera_dir: &Path) -> std::io::Result<Vec<SegmentFiles>> {
     let mut days: Vec<PathBuf> = match std::fs::read_dir(camera_dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect(),
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect()
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
@@ -87,11 +79,7 @@ pub fn list_day(day_dir: &Path) -> std::io::Result<Vec<SegmentFiles>> {
             let name = name.to_str()?;
             let stem = name.strip_suffix(".h264")?;
             let start_us: i64 = stem.parse().ok()?;
-            Some(SegmentFiles {
-                start_us,
-                data: e.path(),
-                idx: day_dir.join(format!("{stem}.idx")),
-            })
+            Some(SegmentFiles { start_us, data: e.path(), idx: day_dir.join(format!("{stem}.idx")) })
         })
         .collect();
     segs.sort_by_key(|s| s.start_us);
@@ -101,11 +89,9 @@ pub fn list_day(day_dir: &Path) -> std::io::Result<Vec<SegmentFiles>> {
 /// The newest segment of a camera, looking only at the newest day directory that has one.
 pub fn newest_segment(camera_dir: &Path) -> std::io::Result<Option<SegmentFiles>> {
     let mut days: Vec<PathBuf> = match std::fs::read_dir(camera_dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect(),
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect()
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };

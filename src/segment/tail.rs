@@ -88,10 +88,10 @@ impl Tail {
     fn watch(&mut self, dir: &Path) {
         if let Some(ev) = &self.events {
             let mask = WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO;
-            if let Err(e) = ev.watches().add(dir, mask) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::debug!(dir = %dir.display(), error = %e, "inotify watch");
-                }
+            if let Err(e) = ev.watches().add(dir, mask)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::debug!(dir = %dir.display(), error = %e, "inotify watch");
             }
         }
     }
@@ -108,10 +108,10 @@ impl Tail {
 
     /// Returns the next access unit if one is ready, without waiting.
     pub fn try_next(&mut self) -> Option<TailAu> {
-        if let Some(c) = self.cursor.as_mut() {
-            if let Some(au) = read_next(c) {
-                return Some(au);
-            }
+        if let Some(c) = self.cursor.as_mut()
+            && let Some(au) = read_next(c)
+        {
+            return Some(au);
         }
         self.maybe_switch();
         let c = self.cursor.as_mut()?;
@@ -137,12 +137,12 @@ impl Tail {
                 return;
             }
         };
-        if let Some(day) = newest.data.parent() {
-            if self.watched_day.as_deref() != Some(day) {
-                let day = day.to_owned();
-                self.watch(&day);
-                self.watched_day = Some(day);
-            }
+        if let Some(day) = newest.data.parent()
+            && self.watched_day.as_deref() != Some(day)
+        {
+            let day = day.to_owned();
+            self.watch(&day);
+            self.watched_day = Some(day);
         }
         let first = self.cursor.is_none();
         if let Some(c) = &self.cursor {

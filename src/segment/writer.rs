@@ -158,12 +158,7 @@ impl SegmentWriter {
         open.data.sync_all().map_err(io("fsync", &open.files.data))?;
         open.idx.sync_all().map_err(io("fsync", &open.files.idx))?;
         sync_dir(open.files.dir())?;
-        Ok(ClosedSegment {
-            last_pts_us: open.last_pts_us,
-            frames: open.frames,
-            bytes: open.len,
-            files: open.files,
-        })
+        Ok(ClosedSegment { last_pts_us: open.last_pts_us, frames: open.frames, bytes: open.len, files: open.files })
     }
 }
 
@@ -180,10 +175,8 @@ fn open_segment(files: SegmentFiles) -> Result<OpenSegment, WriteError> {
     let dir = files.dir().to_owned();
     let new_dir = !dir.exists();
     std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
-    if new_dir {
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
+    if new_dir && let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
     }
     let opts = {
         let mut o = OpenOptions::new();
@@ -207,9 +200,7 @@ fn open_segment(files: SegmentFiles) -> Result<OpenSegment, WriteError> {
 
 /// fsyncs a directory so entries created in it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), WriteError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync directory", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync directory", dir))
 }
 
 #[cfg(test)]

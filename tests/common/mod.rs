@@ -42,11 +42,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Poll `cond` every 100 ms until it returns `Some`, or fail after `timeout` with `what`.
-pub fn wait_for<T>(
-    timeout: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> Option<T>,
-) -> Result<T> {
+pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = cond() {
@@ -66,22 +62,14 @@ pub fn wait_for<T>(
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio runtime")
     })
 }
 
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("reqwest client")
+        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("reqwest client")
     })
 }
 
@@ -101,11 +89,7 @@ impl Resp {
 
     /// Every value of a header (e.g. several `Link` headers), each as a string.
     pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect()
+        self.headers.get_all(name).iter().filter_map(|v| v.to_str().ok().map(str::to_owned)).collect()
     }
 }
 
@@ -120,21 +104,11 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
         req = req.body(b.to_owned());
     }
     runtime().block_on(async move {
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}"))?;
+        let resp = req.send().await.with_context(|| format!("{method} {url}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp
-            .text()
-            .await
-            .with_context(|| format!("{method} {url}: body"))?;
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
+        let body = resp.text().await.with_context(|| format!("{method} {url}: body"))?;
+        Ok(Resp { status, headers, body })
     })
 }
 
@@ -170,10 +144,7 @@ impl Server {
     }
 
     fn spawn(config_toml: Option<&str>) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("vigil-test-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("vigil-test-").tempdir().expect("tempdir");
         let port = free_port();
         let log_path = dir.path().join("vigil.log");
         let log = File::create(&log_path).expect("create log file");
@@ -196,12 +167,7 @@ impl Server {
             .stderr(Stdio::from(log));
         let child = cmd.spawn().expect("spawn vigil");
 
-        let mut server = Server {
-            child: Some(child),
-            dir,
-            port,
-            log_path,
-        };
+        let mut server = Server { child: Some(child), dir, port, log_path };
         server.wait_healthy();
         server
     }
@@ -214,10 +180,7 @@ impl Server {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
-                panic!(
-                    "vigil exited during startup ({status}); log:\n{}",
-                    self.log()
-                );
+                panic!("vigil exited during startup ({status}); log:\n{}", self.log());
             }
             if let Ok(r) = http("GET", &url, &[], None)
                 && r.status == 200
@@ -225,10 +188,7 @@ impl Server {
                 return;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "vigil did not answer 200 on /healthz within {STARTUP_TIMEOUT:?}; log:\n{}",
-                    self.log()
-                );
+                panic!("vigil did not answer 200 on /healthz within {STARTUP_TIMEOUT:?}; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -275,8 +235,7 @@ impl Server {
     pub fn cameras(&self) -> serde_json::Value {
         let r = http("GET", &self.url("/api/cameras"), &[], None).expect("GET /api/cameras");
         assert_eq!(r.status, 200, "GET /api/cameras: {}", r.body);
-        serde_json::from_str(&r.body)
-            .unwrap_or_else(|e| panic!("GET /api/cameras is not JSON ({e}): {}", r.body))
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("GET /api/cameras is not JSON ({e}): {}", r.body))
     }
 
     /// The `/api/cameras` object of camera `name`.
@@ -324,9 +283,7 @@ impl Server {
                 continue;
             }
             if let Ok(cmdline) = std::fs::read(e.path().join("cmdline"))
-                && String::from_utf8_lossy(&cmdline)
-                    .replace('\0', " ")
-                    .contains(&needle)
+                && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(&needle)
             {
                 pids.push(pid);
             }
@@ -337,9 +294,7 @@ impl Server {
     /// Wait (up to 30 s) until camera `name` reads `running`: `/healthz` answers before the
     /// capture has produced its first frame, and WHEP answers 503 until then.
     pub fn wait_running(&self, name: &str) -> serde_json::Value {
-        self.wait_camera(name, Duration::from_secs(30), "state == running", |c| {
-            c["state"] == "running"
-        })
+        self.wait_camera(name, Duration::from_secs(30), "state == running", |c| c["state"] == "running")
     }
 
     /// SIGKILL the server (no chance to clean up) and reap it.
@@ -380,10 +335,7 @@ impl Drop for Server {
         // Never leave processes behind (e.g. capture children orphaned by `kill9`).
         let left = self.processes_using_data_dir();
         if !left.is_empty() {
-            eprintln!(
-                "vigil test harness: killing leftover processes using {}: {left:?}",
-                self.data_dir().display()
-            );
+            eprintln!("vigil test harness: killing leftover processes using {}: {left:?}", self.data_dir().display());
             for pid in left {
                 let _ = Command::new("kill")
                     .arg("-KILL")
@@ -406,9 +358,7 @@ impl Drop for Server {
 /// The binary under test: Cargo's `vigil`, or `$VIGIL_BIN` when set (to run these tests against
 /// another build without rebuilding them).
 pub fn vigil_exe() -> PathBuf {
-    std::env::var_os("VIGIL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vigil")))
+    std::env::var_os("VIGIL_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vigil")))
 }
 
 fn free_port() -> u16 {
@@ -433,12 +383,7 @@ pub fn h264_recv_caps() -> gst::Caps {
     let mut caps = gst::Caps::new_empty();
     {
         let caps = caps.get_mut().unwrap();
-        for (pt, profile) in [
-            (96, "42e01f"),
-            (97, "42001f"),
-            (98, "4d001f"),
-            (99, "64001f"),
-        ] {
+        for (pt, profile) in [(96, "42e01f"), (97, "42001f"), (98, "4d001f"), (99, "64001f")] {
             caps.append_structure(h264_structure(pt, profile));
         }
     }
@@ -542,17 +487,13 @@ impl Receiver {
                 let text = match msg.view() {
                     MessageView::Error(e) => Some(format!(
                         "error from {}: {} ({:?})",
-                        msg.src()
-                            .map(|s| s.path_string().to_string())
-                            .unwrap_or_default(),
+                        msg.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
                         e.error(),
                         e.debug()
                     )),
                     MessageView::Warning(w) => Some(format!(
                         "warning from {}: {} ({:?})",
-                        msg.src()
-                            .map(|s| s.path_string().to_string())
-                            .unwrap_or_default(),
+                        msg.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
                         w.error(),
                         w.debug()
                     )),
@@ -581,10 +522,7 @@ impl Receiver {
                 state.0.lock().unwrap().pads.push(caps_str.clone());
                 let media_ok = caps
                     .as_ref()
-                    .and_then(|c| {
-                        c.structure(0)
-                            .map(|s| s.get::<&str>("encoding-name") == Ok("H264"))
-                    })
+                    .and_then(|c| c.structure(0).map(|s| s.get::<&str>("encoding-name") == Ok("H264")))
                     .unwrap_or(false);
                 let res = if media_ok {
                     link_h264_decoder(&pipeline, pad, state.clone())
@@ -592,12 +530,7 @@ impl Receiver {
                     link_fakesink(&pipeline, pad)
                 };
                 if let Err(e) = res {
-                    state
-                        .0
-                        .lock()
-                        .unwrap()
-                        .errors
-                        .push(format!("linking {caps_str}: {e:#}"));
+                    state.0.lock().unwrap().errors.push(format!("linking {caps_str}: {e:#}"));
                     state.1.notify_all();
                 }
             });
@@ -610,9 +543,7 @@ impl Receiver {
             );
         }
 
-        pipeline
-            .set_state(gst::State::Playing)
-            .context("pipeline to PLAYING")?;
+        pipeline.set_state(gst::State::Playing).context("pipeline to PLAYING")?;
 
         let promise = gst::Promise::new();
         webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
@@ -640,12 +571,7 @@ impl Receiver {
             bail!("the offer has no loopback ICE candidate:\n{offer}");
         }
 
-        Ok(Receiver {
-            pipeline,
-            webrtc,
-            state,
-            offer,
-        })
+        Ok(Receiver { pipeline, webrtc, state, offer })
     }
 
     /// The offer SDP, ICE candidates included (gathering is complete: no trickle needed).
@@ -657,13 +583,10 @@ impl Receiver {
     pub fn set_answer(&self, answer_sdp: &str) -> Result<()> {
         let msg = gst_sdp::SDPMessage::parse_buffer(answer_sdp.as_bytes())
             .map_err(|e| anyhow!("answer is not valid SDP ({e}):\n{answer_sdp}"))?;
-        let answer =
-            gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
+        let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
         let promise = gst::Promise::new();
-        self.webrtc
-            .emit_by_name::<()>("set-remote-description", &[&answer, &promise]);
-        promise_ok(&promise, "set-remote-description")
-            .with_context(|| format!("answer:\n{answer_sdp}"))
+        self.webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &promise]);
+        promise_ok(&promise, "set-remote-description").with_context(|| format!("answer:\n{answer_sdp}"))
     }
 
     pub fn stats(&self) -> FrameStats {
@@ -688,10 +611,8 @@ impl Receiver {
                     g.stats.frames,
                     g.stats.width,
                     g.stats.height,
-                    self.webrtc
-                        .property::<gst_webrtc::WebRTCICEConnectionState>("ice-connection-state"),
-                    self.webrtc
-                        .property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state"),
+                    self.webrtc.property::<gst_webrtc::WebRTCICEConnectionState>("ice-connection-state"),
+                    self.webrtc.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state"),
                     g.pads,
                     g.errors,
                 );
@@ -708,8 +629,7 @@ impl Receiver {
 
     /// `ice-connection-state` of webrtcbin.
     pub fn ice_state(&self) -> gst_webrtc::WebRTCICEConnectionState {
-        self.webrtc
-            .property::<gst_webrtc::WebRTCICEConnectionState>("ice-connection-state")
+        self.webrtc.property::<gst_webrtc::WebRTCICEConnectionState>("ice-connection-state")
     }
 
     pub fn webrtcbin(&self) -> &gst::Element {
@@ -754,9 +674,7 @@ fn loopback_only(sdp: &str) -> String {
 }
 
 fn link_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<()> {
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .build()?;
+    let sink = gst::ElementFactory::make("fakesink").property("sync", false).build()?;
     pipeline.add(&sink)?;
     sink.sync_state_with_parent()?;
     pad.link(&sink.static_pad("sink").unwrap())?;
@@ -768,11 +686,7 @@ fn link_h264_decoder(pipeline: &gst::Pipeline, pad: &gst::Pad, state: SharedStat
     let parse = gst::ElementFactory::make("h264parse").build()?;
     let dec = gst::ElementFactory::make("avdec_h264").build()?;
     let conv = gst::ElementFactory::make("videoconvert").build()?;
-    let sink = gst_app::AppSink::builder()
-        .sync(false)
-        .max_buffers(4)
-        .drop(true)
-        .build();
+    let sink = gst_app::AppSink::builder().sync(false).max_buffers(4).drop(true).build();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -792,13 +706,7 @@ fn link_h264_decoder(pipeline: &gst::Pipeline, pad: &gst::Pad, state: SharedStat
             })
             .build(),
     );
-    let elems = [
-        &depay,
-        &parse,
-        &dec,
-        &conv,
-        sink.upcast_ref::<gst::Element>(),
-    ];
+    let elems = [&depay, &parse, &dec, &conv, sink.upcast_ref::<gst::Element>()];
     pipeline.add_many(elems)?;
     gst::Element::link_many(elems)?;
     for e in elems {
@@ -847,23 +755,16 @@ impl WhepClient {
         let resp = http(
             "POST",
             &url,
-            &[
-                ("Content-Type", "application/sdp"),
-                ("Accept", "application/sdp"),
-            ],
+            &[("Content-Type", "application/sdp"), ("Accept", "application/sdp")],
             Some(rx.offer()),
         )?;
         if resp.status != 201 {
-            let refused = WhepRefused {
-                status: resp.status,
-                body: resp.body.clone(),
-            };
-            return Err(anyhow::Error::new(refused)
-                .context(format!("POST {url}: expected 201\noffer:\n{}", rx.offer())));
+            let refused = WhepRefused { status: resp.status, body: resp.body.clone() };
+            return Err(
+                anyhow::Error::new(refused).context(format!("POST {url}: expected 201\noffer:\n{}", rx.offer()))
+            );
         }
-        let location = resp
-            .header("location")
-            .ok_or_else(|| anyhow!("POST {url}: 201 without Location"))?;
+        let location = resp.header("location").ok_or_else(|| anyhow!("POST {url}: 201 without Location"))?;
         let location = resolve(base_url, location)?;
         let etag = resp.header("etag").map(str::to_owned);
         let answer = resp.body.clone();
@@ -877,14 +778,7 @@ impl WhepClient {
             }
         }
         rx.set_answer(&answer)?;
-        Ok(WhepClient {
-            rx,
-            base: base_url.to_owned(),
-            location,
-            etag,
-            answer,
-            response: resp,
-        })
+        Ok(WhepClient { rx, base: base_url.to_owned(), location, etag, answer, response: resp })
     }
 
     /// [`WhepClient::connect`], retried while the server answers 503 (camera not running, e.g.
@@ -895,8 +789,7 @@ impl WhepClient {
             match Self::connect(base_url, camera) {
                 Err(e)
                     if Instant::now() < deadline
-                        && e.downcast_ref::<WhepRefused>()
-                            .is_some_and(|r| r.status == 503) =>
+                        && e.downcast_ref::<WhepRefused>().is_some_and(|r| r.status == 503) =>
                 {
                     std::thread::sleep(Duration::from_millis(200));
                 }

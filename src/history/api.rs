@@ -1,0 +1,485 @@
+//! The history HTTP API: recorded ranges and MP4 export.
+//!
+//! ```text
+//! GET /api/cameras/{camera}/recordings?start=&end=[&segments=true]   runs [{start,end}] (+ segments)
+//! GET /api/cameras/{camera}/video.mp4?start=&end=                    MP4, moov first, Range → 206, ETag
+//! GET /api/cameras/{camera}/snapshot.jpg[?t=]                         JPEG of the latest frame or the frame at t
+//! ```
+//! Times are RFC 3339 (`2026-11-21T10:00:00Z`, offsets allowed) or Unix milliseconds.
+
+use super::error::MuxError;
+use super::index::Recording;
+use super::mp4::Mp4File;
+use super::plan::{FileSource, Plan, load_segment};
+use super::service::History;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Two recordings closer than this are one continuous run.
+const RUN_GAP_US: i64 = 250_000;
+/// Longest export in one request.
+const MAX_EXPORT_US: i64 = 24 * 3600 * 1_000_000;
+
+/// Errors of the history API, each one status and a one-line reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 416.
+    #[error("{0}")]
+    RangeNotSatisfiable(String, u64),
+    /// 500: detail logged, not sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match &self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+            ApiError::RangeNotSatisfiable(m, _) => (StatusCode::RANGE_NOT_SATISFIABLE, m.clone()),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "history API");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error (see server log)".into())
+            }
+        };
+        let mut r = (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", one_line(&msg)))
+            .into_response();
+        if let ApiError::RangeNotSatisfiable(_, len) = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}"))
+        {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        r
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(300).collect()
+}
+
+impl From<MuxError> for ApiError {
+    fn from(e: MuxError) -> Self {
+        match e {
+            MuxError::EmptyRange { .. } | MuxError::TooLarge(_) => ApiError::BadRequest(e.to_string()),
+            MuxError::NoSamples => ApiError::NotFound(e.to_string()),
+            MuxError::RangeNotSatisfiable { len, .. } => ApiError::RangeNotSatisfiable(e.to_string(), len),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<super::index::IndexError> for ApiError {
+    fn from(e: super::index::IndexError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// The routes, over a history service.
+pub fn router<S: Clone + Send + Sync + 'static>(history: Arc<History>, cameras: Vec<String>) -> Router<S> {
+    Router::new()
+        .route("/api/cameras/{camera}/recordings", get(recordings))
+        .route("/api/cameras/{camera}/video.mp4", get(video_mp4))
+        .route("/api/cameras/{camera}/snapshot.jpg", get(snapshot))
+        .with_state(Arc::new(Api { history, cameras }))
+}
+
+struct Api {
+    history: Arc<History>,
+    cameras: Vec<String>,
+}
+
+impl Api {
+    fn check_camera(&self, camera: &str) -> Result<(), ApiError> {
+        if self.cameras.iter().any(|c| c == camera) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!("unknown camera {camera:?}")))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    start: Option<String>,
+    end: Option<String>,
+    #[serde(default)]
+    segments: bool,
+}
+
+/// Parses RFC 3339 or Unix milliseconds into µs since the epoch.
+pub fn parse_time(s: &str) -> Result<i64, ApiError> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !s[1..].contains('-') {
+        return s
+            .parse::<i64>()
+            .ok()
+            .and_then(|ms| ms.checked_mul(1000))
+            .ok_or_else(|| ApiError::BadRequest(format!("bad time {s:?}")));
+    }
+    rfc3339_us(s).ok_or_else(|| ApiError::BadRequest(format!("bad time {s:?}: expected RFC 3339 or Unix ms")))
+}
+
+fn rfc3339_us(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_us = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = s.get(start..i)?;
+        if digits.is_empty() {
+            return None;
+        }
+        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(6).collect();
+        frac_us = padded.parse().ok()?;
+    }
+    let offset_s = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (tz[1..3].parse::<i64>().ok()? * 3600 + tz[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_s;
+    secs.checked_mul(1_000_000)?.checked_add(frac_us)
+}
+
+/// (year, month, day) → days since 1970-01-01 (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// µs since the epoch → RFC 3339 with milliseconds.
+pub fn format_time(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let ms = us.rem_euclid(1_000_000) / 1000;
+    let day = crate::segment::path::day_name(us);
+    let sod = secs.rem_euclid(86_400);
+    format!("{day}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, sod / 60 % 60, sod % 60)
+}
+
+#[derive(Serialize)]
+struct Run {
+    start: String,
+    end: String,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+#[derive(Serialize)]
+struct SegmentJson {
+    start: String,
+    end: String,
+    start_ms: i64,
+    end_ms: i64,
+    bytes: i64,
+    frames: i64,
+    open: bool,
+}
+
+#[derive(Serialize)]
+struct RecordingsJson {
+    camera: String,
+    runs: Vec<Run>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segments: Option<Vec<SegmentJson>>,
+}
+
+/// Merges recordings into continuous runs (gap ≤ [`RUN_GAP_US`]).
+pub fn runs(recs: &[Recording], open_end_us: i64) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for r in recs {
+        let end = if r.state == "open" { r.end_us.max(open_end_us) } else { r.end_us };
+        match out.last_mut() {
+            Some(last) if r.start_us - last.1 <= RUN_GAP_US => last.1 = last.1.max(end),
+            _ => out.push((r.start_us, end)),
+        }
+    }
+    out
+}
+
+fn time_range(q: &RangeQuery, default_span_us: i64) -> Result<(i64, i64), ApiError> {
+    let now = super::service::now_us_pub();
+    let end = q.end.as_deref().map(parse_time).transpose()?.unwrap_or(now);
+    let start = q.start.as_deref().map(parse_time).transpose()?.unwrap_or(end - default_span_us);
+    if start >= end {
+        return Err(ApiError::BadRequest("start must be before end".into()));
+    }
+    Ok((start, end))
+}
+
+async fn recordings(
+    State(api): State<Arc<Api>>,
+    Path(camera): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
+    api.check_camera(&camera)?;
+    let (start, end) = time_range(&q, 7 * 86_400 * 1_000_000)?;
+    let recs = api.history.index().recordings(&camera, start, end).await?;
+    let now = super::service::now_us_pub();
+    let runs = runs(&recs, now)
+        .into_iter()
+        .map(|(s, e)| (s.max(start), e.min(end)))
+        .filter(|(s, e)| s < e)
+        .map(|(s, e)| Run { start: format_time(s), end: format_time(e), start_ms: s / 1000, end_ms: e / 1000 })
+        .collect();
+    let segments = q.segments.then(|| {
+        recs.iter()
+            .map(|r| SegmentJson {
+                start: format_time(r.start_us),
+                end: format_time(r.end_us),
+                start_ms: r.start_us / 1000,
+                end_ms: r.end_us / 1000,
+                bytes: r.bytes,
+                frames: r.frames,
+                open: r.state == "open",
+            })
+            .collect()
+    });
+    Ok(axum::Json(RecordingsJson { camera, runs, segments }).into_response())
+}
+
+/// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `len`.
+fn parse_range(h: &str, len: u64) -> Option<Result<std::ops::Range<u64>, ()>> {
+    let spec = h.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // multiple ranges: serve the whole file (RFC 9110 allows it)
+    }
+    let (a, b) = spec.split_once('-')?;
+    let r = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            if n == 0 {
+                return Some(Err(()));
+            }
+            len.saturating_sub(n)..len
+        }
+        (a, "") => a.parse().ok()?..len,
+        (a, b) => {
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            if b < a {
+                return None;
+            }
+            a..(b + 1).min(len)
+        }
+    };
+    if r.start >= len || r.start >= r.end { Some(Err(())) } else { Some(Ok(r)) }
+}
+
+async fn video_mp4(
+    State(api): State<Arc<Api>>,
+    Path(camera): Path<String>,
+    Query(q): Query<RangeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.check_camera(&camera)?;
+    let (start, end) = time_range(&q, 60 * 1_000_000)?;
+    if end - start > MAX_EXPORT_US {
+        return Err(ApiError::BadRequest("export is limited to 24 hours per file".into()));
+    }
+    // Segments that may hold the keyframe before `start` too: look one segment further back.
+    let recs = api.history.index().recordings(&camera, start - 3_600_000_000, end).await?;
+    let recs: Vec<Recording> = {
+        let first = recs.iter().rposition(|r| r.start_us <= start).unwrap_or(0);
+        recs[first..].to_vec()
+    };
+    if recs.is_empty() {
+        return Err(ApiError::NotFound("no recorded video in the requested range".into()));
+    }
+    let files: Vec<_> = recs.iter().map(|r| api.history.files(r)).collect();
+    let lease = api.history.leases().take(files.iter().map(|f| f.data.clone()));
+    let source = Arc::new(FileSource::new());
+    let src2 = source.clone();
+    let file = tokio::task::spawn_blocking(move || -> Result<Mp4File, MuxError> {
+        let inputs = files.iter().map(load_segment).collect::<Result<Vec<_>, _>>()?;
+        Mp4File::new(Plan::build(&inputs, start..end, &*src2)?)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let len = file.len();
+    let etag = format!("\"{}\"", file.etag());
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == etag);
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok) {
+        Some(h) => match parse_range(h, len) {
+            Some(Ok(r)) => Some(r),
+            Some(Err(())) => {
+                return Err(ApiError::RangeNotSatisfiable(format!("range not satisfiable (length {len})"), len));
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let (status, body_range) = match &range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.clone()),
+        None => (StatusCode::OK, 0..len),
+    };
+    let body_len = body_range.end - body_range.start;
+    // Stream the chunks from a blocking thread; the lease lives as long as the body.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let file = Arc::new(file);
+    let f2 = file.clone();
+    tokio::task::spawn_blocking(move || {
+        let _lease = lease;
+        let iter = match f2.read_range(body_range, source) {
+            Ok(it) => it,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        for chunk in iter {
+            let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return; // client gone, or error sent
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(r) = range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start, r.end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    let name = format!("{camera}-{}.mp4", format_time(start).replace(':', "-"));
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct SnapshotQuery {
+    t: Option<String>,
+}
+
+async fn snapshot(
+    State(api): State<Arc<Api>>,
+    Path(camera): Path<String>,
+    Query(q): Query<SnapshotQuery>,
+) -> Result<Response, ApiError> {
+    use super::snapshot::{SnapshotError, gop_for, snapshot_jpeg};
+    api.check_camera(&camera)?;
+    let t = q.t.as_deref().map(parse_time).transpose()?;
+    let now = super::service::now_us_pub();
+    let at = t.unwrap_or(now);
+    // The segment holding `at` (for "latest": the newest, possibly still open).
+    let recs = api.history.index().recordings(&camera, at - 3_600_000_000, at + 1).await?;
+    let rec = recs
+        .iter()
+        .rev()
+        .find(|r| r.start_us <= at)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound("no recorded frame at that time".into()))?;
+    let files = api.history.files(&rec);
+    let lease = api.history.leases().take([files.data.clone()]);
+    let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let _lease = lease;
+        let seg = load_segment(&files)?;
+        let aus = gop_for(&seg, t).ok_or_else(|| ApiError::NotFound("no recorded frame at that time".into()))?;
+        snapshot_jpeg(&seg, &aus).map_err(|e| match e {
+            SnapshotError::NoFrame => ApiError::NotFound(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-cache")], jpeg).into_response())
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1700000000123").unwrap(), 1_700_000_000_123_000);
+        assert_eq!(parse_time("2026-11-22T00:00:00Z").unwrap(), 1_795_305_600_000_000);
+        assert_eq!(parse_time("2026-11-22T01:00:00.5+01:00").unwrap(), 1_795_305_600_500_000);
+        assert_eq!(format_time(1_795_305_600_500_000), "2026-11-22T00:00:00.500Z");
+        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-22T00:00:00", "2026-11-22T00:00:00.Z", "1-2"] {
+            assert!(parse_time(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok(0..10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Ok(90..100)));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Ok(90..100)));
+        assert_eq!(parse_range("bytes=95-200", 100), Some(Ok(95..100)));
+        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn runs_merge_adjacent_and_split_at_gaps() {
+        let r = |s: i64, e: i64| Recording {
+            id: 0,
+            camera: "c".into(),
+            path: String::new(),
+            start_us: s,
+            end_us: e,
+            bytes: 0,
+            frames: 0,
+            state: "closed".into(),
+        };
+        let recs = [r(0, 1_000_000), r(1_000_000, 2_000_000), r(5_000_000, 6_000_000)];
+        assert_eq!(runs(&recs, 0), vec![(0, 2_000_000), (5_000_000, 6_000_000)]);
+    }
+}
