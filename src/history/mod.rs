@@ -1,7 +1,13 @@
-//! Recorded history: playback and export of what the segment store holds, without
-//! transcoding.
+//! Recorded history: the index of what the segment store holds, its upkeep, and playback
+//! and export of it without transcoding.
 //!
-//! Owns: building MP4 files and fMP4 (MSE) segments on the fly from `.h264` + `.idx`
+//! Index and upkeep (docs/history.md):
+//! - [`index`]: every SQL statement (SQLite or PostgreSQL through sqlx `Any`).
+//! - [`service`]: segment events → rows, crash recovery, retention and garbage collection.
+//! - [`retention`]: the sans-IO retention planner.
+//! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`); [`snapshot`]: JPEGs.
+//!
+//! Muxing: builds MP4 files and fMP4 (MSE) segments on the fly from `.h264` + `.idx`
 //! (Moonfire-style: an immutable file of slices served per byte range, a format version in
 //! the ETag, a golden test and a text view of the box tree).
 //! - [`plan`]: which AUs of which segments make up a time range; sizes, durations, edit.
@@ -45,3 +51,6 @@ pub mod service;
 pub mod snapshot;
 
 pub use error::MuxError;
+
+// Nothing in history may be called by capture or live: data flows capture → segment →
+// {live, history} → http.
