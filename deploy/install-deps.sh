@@ -15,7 +15,7 @@ RUN_PKGS=(
 )
 TEST_PKGS=(
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-nice
-  pebble ffmpeg chromium openssl nodejs npm
+  pebble ffmpeg chromium openssl nodejs npm postgresql
 )
 
 want=("${RUN_PKGS[@]}")
