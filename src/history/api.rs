@@ -4,6 +4,9 @@
 //! GET /api/cameras/{camera}/recordings?start=&end=[&segments=true]   runs [{start,end}] (+ segments)
 //! GET /api/cameras/{camera}/video.mp4?start=&end=                    MP4, moov first, Range → 206, ETag
 //! GET /api/cameras/{camera}/snapshot.jpg[?t=]                         JPEG of the latest frame or the frame at t
+//! GET /api/cameras/{camera}/fmp4/init.mp4?start=&end=                 MSE init segment for the range
+//! GET /api/cameras/{camera}/fmp4/media.m4s?start=&end=[&base=]        moof+mdat per GOP; media time =
+//!                                                                     capture time − base (default: first keyframe)
 //! ```
 //! Times are RFC 3339 (`2026-11-21T10:00:00Z`, offsets allowed) or Unix milliseconds.
 
@@ -92,6 +95,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(history: Arc<History>, cameras: 
         .route("/api/cameras/{camera}/recordings", get(recordings))
         .route("/api/cameras/{camera}/video.mp4", get(video_mp4))
         .route("/api/cameras/{camera}/snapshot.jpg", get(snapshot))
+        .route("/api/cameras/{camera}/fmp4/init.mp4", get(fmp4_init))
+        .route("/api/cameras/{camera}/fmp4/media.m4s", get(fmp4_media))
         .with_state(Arc::new(Api { history, cameras }))
 }
 
@@ -394,6 +399,92 @@ async fn video_mp4(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+/// Plans `[start, end)` of a camera: the plan, the open files it reads, and a lease that
+/// keeps retention off those segments while the response is built.
+async fn plan_range(
+    api: &Api,
+    camera: &str,
+    start: i64,
+    end: i64,
+) -> Result<(Plan, Arc<FileSource>, crate::segment::lease::Lease), ApiError> {
+    let recs = api.history.index().recordings(camera, start - 3_600_000_000, end).await?;
+    let first = recs.iter().rposition(|r| r.start_us <= start).unwrap_or(0);
+    let recs = recs.get(first..).unwrap_or_default();
+    if recs.is_empty() {
+        return Err(ApiError::NotFound("no recorded video in the requested range".into()));
+    }
+    let files: Vec<_> = recs.iter().map(|r| api.history.files(r)).collect();
+    let lease = api.history.leases().take(files.iter().map(|f| f.data.clone()));
+    let source = Arc::new(FileSource::new());
+    let src2 = source.clone();
+    let plan = tokio::task::spawn_blocking(move || -> Result<Plan, MuxError> {
+        let inputs = files.iter().map(load_segment).collect::<Result<Vec<_>, _>>()?;
+        Plan::build(&inputs, start..end, &*src2)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok((plan, source, lease))
+}
+
+#[derive(Deserialize)]
+struct Fmp4Query {
+    start: Option<String>,
+    end: Option<String>,
+    base: Option<String>,
+}
+
+fn fmp4_range(q: &Fmp4Query) -> Result<(i64, i64), ApiError> {
+    let rq = RangeQuery { start: q.start.clone(), end: q.end.clone(), segments: false };
+    let (start, end) = time_range(&rq, 10 * 1_000_000)?;
+    if end - start > 3600 * 1_000_000 {
+        return Err(ApiError::BadRequest("an fMP4 request is limited to one hour".into()));
+    }
+    Ok((start, end))
+}
+
+async fn fmp4_init(
+    State(api): State<Arc<Api>>,
+    Path(camera): Path<String>,
+    Query(q): Query<Fmp4Query>,
+) -> Result<Response, ApiError> {
+    api.check_camera(&camera)?;
+    let (start, end) = fmp4_range(&q)?;
+    let (plan, _src, _lease) = plan_range(&api, &camera, start, end).await?;
+    let init =
+        plan.init_segment(0).ok_or_else(|| ApiError::NotFound("no recorded video in the requested range".into()))?;
+    let codec = plan.entries().first().map(|p| p.info().codec()).unwrap_or_default();
+    let mut r = ([(header::CONTENT_TYPE, "video/mp4")], init).into_response();
+    if let Ok(v) = HeaderValue::from_str(&codec) {
+        r.headers_mut().insert("x-vigil-codec", v);
+    }
+    Ok(r)
+}
+
+async fn fmp4_media(
+    State(api): State<Arc<Api>>,
+    Path(camera): Path<String>,
+    Query(q): Query<Fmp4Query>,
+) -> Result<Response, ApiError> {
+    api.check_camera(&camera)?;
+    let (start, end) = fmp4_range(&q)?;
+    let (plan, src, lease) = plan_range(&api, &camera, start, end).await?;
+    // Default base: the first sample (the keyframe at or before `start`), so no sample's
+    // time clamps to 0.
+    let first = plan.samples().first().map_or(start, |s| s.pts_us);
+    let base = q.base.as_deref().map(parse_time).transpose()?.unwrap_or(first).min(first);
+    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, MuxError> {
+        let _lease = lease;
+        let mut out = Vec::new();
+        for (i, gop) in plan.gops().into_iter().enumerate() {
+            out.extend_from_slice(&plan.fragment(gop, i as u32 + 1, Some(base), &*src)?);
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, "video/iso.segment")], body).into_response())
 }
 
 #[derive(Deserialize)]
