@@ -31,6 +31,8 @@ pub fn app(state: AppState, signaling_cfg: signaling::Config) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/live.js", get(live_js))
+        .route("/history", get(history_html))
+        .route("/history.js", get(history_js))
         .route("/style.css", get(style_css))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -51,6 +53,14 @@ async fn index() -> Response {
 
 async fn live_js() -> Response {
     asset("text/javascript; charset=utf-8", include_str!("../web/live.js"))
+}
+
+async fn history_html() -> Response {
+    asset("text/html; charset=utf-8", include_str!("../web/history.html"))
+}
+
+async fn history_js() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("../web/history.js"))
 }
 
 async fn style_css() -> Response {

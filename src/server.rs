@@ -59,7 +59,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let recovered = history.recover_all().await.context("recovering recordings")?;
     tracing::info!(?recovered, "index ready");
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(history.as_ref().clone().run(events_rx));
+    let history_task = tokio::spawn(history.as_ref().clone().run(events_rx));
 
     let mut hubs = Vec::new();
     let mut cameras = Vec::new();
@@ -203,6 +203,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     })?;
     // Give capture children their SIGTERM grace to close segments cleanly.
     let _ = tokio::time::timeout(Duration::from_secs(5), futures_util::future::join_all(tasks)).await;
+    // Then let the index take in their last segment events: the channel closes when the
+    // supervisors (holding its other senders) are done.
+    drop(events_tx);
+    if tokio::time::timeout(Duration::from_secs(5), history_task).await.is_err() {
+        tracing::warn!("index did not finish in time; recovery will complete it at the next start");
+    }
     Ok(())
 }
 

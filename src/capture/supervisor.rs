@@ -181,6 +181,16 @@ async fn run_child(
             }
             _ = shutdown.changed() => {
                 stop_child(&mut child).await;
+                // The child closed its segment on SIGTERM: forward that last report so the
+                // index records the segment as closed now, not at the next start.
+                let drain = async {
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(Report::SegmentClosed { start_us, last_pts_us, frames, bytes, path }) = Report::parse(&line) {
+                            send(events, SegmentEvent::Closed { camera: camera.to_owned(), start_us, last_pts_us, frames, bytes, data: path.into() });
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
                 return ChildOutcome::Shutdown;
             }
         }

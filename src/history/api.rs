@@ -319,25 +319,8 @@ async fn video_mp4(
     if end - start > MAX_EXPORT_US {
         return Err(ApiError::BadRequest("export is limited to 24 hours per file".into()));
     }
-    // Segments that may hold the keyframe before `start` too: look one segment further back.
-    let recs = api.history.index().recordings(&camera, start - 3_600_000_000, end).await?;
-    let recs: Vec<Recording> = {
-        let first = recs.iter().rposition(|r| r.start_us <= start).unwrap_or(0);
-        recs[first..].to_vec()
-    };
-    if recs.is_empty() {
-        return Err(ApiError::NotFound("no recorded video in the requested range".into()));
-    }
-    let files: Vec<_> = recs.iter().map(|r| api.history.files(r)).collect();
-    let lease = api.history.leases().take(files.iter().map(|f| f.data.clone()));
-    let source = Arc::new(FileSource::new());
-    let src2 = source.clone();
-    let file = tokio::task::spawn_blocking(move || -> Result<Mp4File, MuxError> {
-        let inputs = files.iter().map(load_segment).collect::<Result<Vec<_>, _>>()?;
-        Mp4File::new(Plan::build(&inputs, start..end, &*src2)?)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (plan, source, lease) = plan_range(&api, &camera, start, end).await?;
+    let file = Mp4File::new(plan)?;
     let len = file.len();
     let etag = format!("\"{}\"", file.etag());
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
@@ -409,14 +392,23 @@ async fn plan_range(
     start: i64,
     end: i64,
 ) -> Result<(Plan, Arc<FileSource>, crate::segment::lease::Lease), ApiError> {
-    let recs = api.history.index().recordings(camera, start - 3_600_000_000, end).await?;
-    let first = recs.iter().rposition(|r| r.start_us <= start).unwrap_or(0);
-    let recs = recs.get(first..).unwrap_or_default();
-    if recs.is_empty() {
-        return Err(ApiError::NotFound("no recorded video in the requested range".into()));
-    }
-    let files: Vec<_> = recs.iter().map(|r| api.history.files(r)).collect();
-    let lease = api.history.leases().take(files.iter().map(|f| f.data.clone()));
+    // Look one hour back for the keyframe at or before `start`. Retention may delete a
+    // segment between the query and the lease: then ask the index again.
+    let mut attempt = 0;
+    let (files, lease) = loop {
+        let recs = api.history.index().recordings(camera, start - 3_600_000_000, end).await?;
+        let first = recs.iter().rposition(|r| r.start_us <= start).unwrap_or(0);
+        let recs = recs.get(first..).unwrap_or_default();
+        if recs.is_empty() {
+            return Err(ApiError::NotFound("no recorded video in the requested range".into()));
+        }
+        let files: Vec<_> = recs.iter().map(|r| api.history.files(r)).collect();
+        let lease = api.history.leases().take(files.iter().map(|f| f.data.clone()));
+        attempt += 1;
+        if attempt >= 3 || files.iter().all(|f| f.data.exists()) {
+            break (files, lease);
+        }
+    };
     let source = Arc::new(FileSource::new());
     let src2 = source.clone();
     let plan = tokio::task::spawn_blocking(move || -> Result<Plan, MuxError> {

@@ -147,7 +147,11 @@ impl History {
     async fn finalize(&self, camera: &str, seg: &SegmentFiles, rep: &mut RecoveryReport) -> Result<(), IndexError> {
         let rel = self.rel(&seg.data);
         let seg2 = seg.clone();
-        let scanned = tokio::task::spawn_blocking(move || scan_and_truncate(&seg2)).await.unwrap_or(Ok(None));
+        let scanned = match tokio::task::spawn_blocking(move || scan_and_truncate(&seg2)).await {
+            Ok(r) => r,
+            // Cancelled (the runtime is shutting down): leave the row open for the next start.
+            Err(_) => return Ok(()),
+        };
         match scanned {
             Ok(Some((info, truncated))) => {
                 let cam_id = self.index.camera_id(camera).await?;
@@ -158,8 +162,12 @@ impl History {
                     tracing::warn!(camera, segment = %rel, frames = info.frames, "recovered torn segment");
                 }
             }
+            Ok(None) if idx_len(&seg.idx) >= RECORD_LEN as u64 => {
+                // Records exist but none is plausible: never delete what might be video.
+                tracing::error!(camera, segment = %rel, "segment index is unreadable; left for inspection");
+            }
             Ok(None) => {
-                // No complete AU: nothing to keep.
+                // Not one complete AU record: nothing to keep.
                 let _ = std::fs::remove_file(&seg.data);
                 let _ = std::fs::remove_file(&seg.idx);
                 let _ = sync_dir(seg.dir());
@@ -286,6 +294,10 @@ impl History {
         }
         Ok(())
     }
+}
+
+fn idx_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
 /// Scans a segment's index, truncates both files after the last complete, plausible record

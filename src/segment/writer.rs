@@ -65,6 +65,9 @@ struct OpenSegment {
     last_sync_us: i64,
 }
 
+/// How early a keyframe may come and still close a segment that is due.
+const ROTATION_SLACK_US: i64 = 20_000;
+
 /// Writes one camera's segments. See the module docs.
 pub struct SegmentWriter {
     camera_dir: PathBuf,
@@ -97,7 +100,9 @@ impl SegmentWriter {
     pub fn push(&mut self, au: &[u8], pts_us: i64, keyframe: bool) -> Result<PushOutcome, WriteError> {
         let mut out = PushOutcome::default();
         if let Some(open) = &self.open {
-            let due = pts_us - open.files.start_us >= self.segment_us;
+            // 20 ms of slack: a keyframe due at exactly N s often lands a microsecond short
+            // after rounding, which would stretch the segment by a whole GOP.
+            let due = pts_us - open.files.start_us >= self.segment_us - ROTATION_SLACK_US;
             let went_back = pts_us <= open.last_pts_us;
             if went_back && !keyframe {
                 // Drop until a keyframe lets us start a consistent segment.
@@ -216,7 +221,7 @@ mod tests {
     #[test]
     fn rotates_at_first_keyframe_after_duration() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::new(dir.path(), 1.9);
+        let mut w = SegmentWriter::new(dir.path(), 2.0);
         let t0 = 1_700_000_000_000_000i64;
         // A P frame before any keyframe is dropped.
         assert!(!w.push(&au(0, false), t0 - 10, false).unwrap().written);
@@ -228,7 +233,7 @@ mod tests {
             closed.extend(o.closed);
         }
         w.finish().unwrap();
-        // Keyframes at 0, 1 s, 2 s, 3 s: rotation at the first one at or after 1.9 s (i = 60).
+        // Keyframes at 0, 1 s, 2 s (1.99998 s after rounding), 3 s: the one at ~2 s rotates.
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].frames, 60);
         let segs = list_segments(dir.path()).unwrap();
