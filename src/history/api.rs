@@ -263,7 +263,14 @@ async fn recordings(
         .into_iter()
         .map(|(s, e)| (s.max(start), e.min(end)))
         .filter(|(s, e)| s < e)
-        .map(|(s, e)| Run { start: format_time(s), end: format_time(e), start_ms: s / 1000, end_ms: e / 1000 })
+        .map(|(s, e)| Run {
+            start: format_time(s),
+            end: format_time(e),
+            // Rounded inwards, so `start_ms` never names a time before the run (a request
+            // from it must not pick a keyframe across the gap before).
+            start_ms: s.div_euclid(1000) + i64::from(s.rem_euclid(1000) != 0),
+            end_ms: e.div_euclid(1000),
+        })
         .collect();
     let segments = q.segments.then(|| {
         recs.iter()
@@ -502,6 +509,9 @@ async fn snapshot(
         .find(|r| r.start_us <= at)
         .cloned()
         .ok_or_else(|| ApiError::NotFound("no recorded frame at that time".into()))?;
+    if rec.state == "closed" && at > rec.end_us {
+        return Err(ApiError::NotFound("no recorded frame at that time (gap)".into()));
+    }
     let files = api.history.files(&rec);
     let lease = api.history.leases().take([files.data.clone()]);
     let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
