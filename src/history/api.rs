@@ -266,9 +266,7 @@ async fn recordings(
         .map(|(s, e)| Run {
             start: format_time(s),
             end: format_time(e),
-            // Rounded inwards, so `start_ms` never names a time before the run (a request
-            // from it must not pick a keyframe across the gap before).
-            start_ms: s.div_euclid(1000) + i64::from(s.rem_euclid(1000) != 0),
+            start_ms: s.div_euclid(1000),
             end_ms: e.div_euclid(1000),
         })
         .collect();
@@ -277,8 +275,8 @@ async fn recordings(
             .map(|r| SegmentJson {
                 start: format_time(r.start_us),
                 end: format_time(r.end_us),
-                start_ms: r.start_us / 1000,
-                end_ms: r.end_us / 1000,
+                start_ms: r.start_us.div_euclid(1000),
+                end_ms: r.end_us.div_euclid(1000),
                 bytes: r.bytes,
                 frames: r.frames,
                 open: r.state == "open",
