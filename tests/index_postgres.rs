@@ -87,8 +87,7 @@ async fn index_runs_on_postgresql() {
     let ix = loop {
         match Index::open(Some(&url), data.path()).await {
             Ok(ix) => break ix,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("waiting for PostgreSQL: {e}");
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
             Err(e) => panic!("cannot open the index on PostgreSQL: {e}"),
