@@ -47,26 +47,33 @@ pub fn snapshot_jpeg(seg: &SegmentInput, aus: &[(u64, u32)]) -> Result<Vec<u8>, 
     decode_last_to_jpeg(data)
 }
 
-fn decode_last_to_jpeg(aus: Vec<Vec<u8>>) -> Result<Vec<u8>, SnapshotError> {
-    let err = |e: &dyn std::fmt::Display| SnapshotError::Decode(e.to_string());
-    gst::init().map_err(|e| err(&e))?;
-    let n = aus.len();
-    // Decode every AU but encode only the last picture: `jpegenc` sees one frame.
-    let pipeline = gst::parse::launch(
-        "appsrc name=src format=time caps=video/x-h264,stream-format=byte-stream,alignment=au ! \
-         h264parse ! avdec_h264 ! videoconvert ! appsink name=raw sync=false",
-    )
-    .map_err(|e| err(&e))?
-    .downcast::<gst::Pipeline>()
-    .map_err(|_| SnapshotError::Decode("not a pipeline".into()))?;
+/// Parses `desc` and returns the pipeline with its app source `src` and app sink `sink`.
+fn app_pipeline(desc: &str, sink: &str) -> Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink), SnapshotError> {
+    let pipeline = gst::parse::launch(desc)
+        .map_err(|e| SnapshotError::Decode(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| SnapshotError::Decode("not a pipeline".into()))?;
     let src = pipeline
         .by_name("src")
         .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
         .ok_or_else(|| SnapshotError::Decode("no appsrc".into()))?;
     let sink = pipeline
-        .by_name("raw")
+        .by_name(sink)
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or_else(|| SnapshotError::Decode("no appsink".into()))?;
+    Ok((pipeline, src, sink))
+}
+
+fn decode_last_to_jpeg(aus: Vec<Vec<u8>>) -> Result<Vec<u8>, SnapshotError> {
+    let err = |e: &dyn std::fmt::Display| SnapshotError::Decode(e.to_string());
+    gst::init().map_err(|e| err(&e))?;
+    let n = aus.len();
+    // Decode every AU but encode only the last picture: `jpegenc` sees one frame.
+    let (pipeline, src, sink) = app_pipeline(
+        "appsrc name=src format=time caps=video/x-h264,stream-format=byte-stream,alignment=au ! \
+         h264parse ! avdec_h264 ! videoconvert ! appsink name=raw sync=false",
+        "raw",
+    )?;
     sink.set_property("max-buffers", 0u32);
     pipeline.set_state(gst::State::Playing).map_err(|e| err(&e))?;
     for (i, au) in aus.into_iter().enumerate() {
@@ -94,19 +101,8 @@ fn decode_last_to_jpeg(aus: Vec<Vec<u8>>) -> Result<Vec<u8>, SnapshotError> {
 fn encode_jpeg(sample: &gst::Sample) -> Result<Vec<u8>, SnapshotError> {
     let err = |e: &dyn std::fmt::Display| SnapshotError::Decode(e.to_string());
     let caps = sample.caps().ok_or_else(|| SnapshotError::Decode("decoded frame has no caps".into()))?;
-    let pipeline =
-        gst::parse::launch("appsrc name=src ! videoconvert ! jpegenc quality=85 ! appsink name=jpg sync=false")
-            .map_err(|e| err(&e))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| SnapshotError::Decode("not a pipeline".into()))?;
-    let src = pipeline
-        .by_name("src")
-        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        .ok_or_else(|| SnapshotError::Decode("no appsrc".into()))?;
-    let sink = pipeline
-        .by_name("jpg")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| SnapshotError::Decode("no appsink".into()))?;
+    let (pipeline, src, sink) =
+        app_pipeline("appsrc name=src ! videoconvert ! jpegenc quality=85 ! appsink name=jpg sync=false", "jpg")?;
     src.set_caps(Some(&caps.to_owned()));
     src.set_property("format", gst::Format::Time);
     pipeline.set_state(gst::State::Playing).map_err(|e| err(&e))?;

@@ -116,20 +116,11 @@ pub fn rfc3339(unix: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
 }
 
-/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian; H. Hinnant's
-/// algorithm).
+/// (year, month, day) of a day count since 1970-01-01: the segment store's calendar
+/// ([`crate::segment::path::civil_from_days`]) in the narrow types rcgen wants.
 pub(crate) fn civil_from_days(z: i64) -> (i64, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    // d is in 1..=31 and m in 1..=12 by construction.
+    let (y, m, d) = crate::segment::path::civil_from_days(z);
+    // m is in 1..=12 and d in 1..=31 by construction.
     (y, u8::try_from(m).unwrap_or(1), u8::try_from(d).unwrap_or(1))
 }
 
