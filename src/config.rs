@@ -138,6 +138,10 @@ pub struct CameraConfig {
     /// Keep recordings at most this many days. None: no limit.
     #[serde(default)]
     pub retain_days: Option<f64>,
+    /// For `source = "whip"`: the bearer token a publisher must present (at least 16
+    /// characters; keep it secret, it lets anyone publish as this camera).
+    #[serde(default)]
+    pub publish_token: Option<String>,
 }
 
 fn default_source() -> String {
@@ -190,6 +194,9 @@ pub enum Source {
     File(PathBuf),
     /// A gst-launch description producing raw video or H.264.
     Pipeline(String),
+    /// Fed by a WHIP publisher (`POST /whip/{camera}` with the camera's `publish_token`);
+    /// no capture process.
+    Whip,
 }
 
 impl std::str::FromStr for Source {
@@ -207,9 +214,11 @@ impl std::str::FromStr for Source {
             Source::File(PathBuf::from(p))
         } else if let Some(p) = s.strip_prefix("pipeline:") {
             Source::Pipeline(p.to_owned())
+        } else if s == "whip" {
+            Source::Whip
         } else {
             return Err(format!(
-                "unknown source {s:?}: expected test, v4l2:/dev/videoN, libcamera, rtsp://..., file:PATH or pipeline:..."
+                "unknown source {s:?}: expected test, v4l2:/dev/videoN, libcamera, rtsp://..., file:PATH, pipeline:... or whip"
             ));
         })
     }
@@ -230,7 +239,13 @@ impl CameraConfig {
             encoder: Encoder::Auto,
             retain_bytes: None,
             retain_days: None,
+            publish_token: None,
         }
+    }
+
+    /// Whether a WHIP publisher feeds this camera (no capture process).
+    pub fn is_whip(&self) -> bool {
+        matches!(self.parsed_source(), Ok(Source::Whip))
     }
 
     /// The parsed source.
@@ -554,8 +569,15 @@ impl Config {
             if !seen.insert(c.name.clone()) {
                 return bad("duplicate name".into());
             }
-            if let Err(e) = c.parsed_source() {
-                return bad(e);
+            match (c.parsed_source(), &c.publish_token) {
+                (Err(e), _) => return bad(e),
+                (Ok(Source::Whip), None) => return bad("source \"whip\" needs a publish_token".into()),
+                (Ok(Source::Whip), Some(t)) if t.chars().count() < 16 || t.chars().any(|ch| ch.is_whitespace()) => {
+                    return bad("publish_token must be at least 16 characters, without spaces".into());
+                }
+                (Ok(Source::Whip), Some(_)) => {}
+                (Ok(_), Some(_)) => return bad("publish_token is only for source = \"whip\"".into()),
+                (Ok(_), None) => {}
             }
             if !(16..=7680).contains(&c.width) || !(16..=4320).contains(&c.height) {
                 return bad(format!("size {}x{} out of range", c.width, c.height));

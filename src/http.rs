@@ -1,5 +1,5 @@
 //! The axum application: mounts the pages, the JSON API, health, metrics and the WHEP
-//! routes of the `signaling` crate. One place maps application errors to statuses.
+//! and WHIP routes of the `signaling` crate. One place maps application errors to statuses.
 
 use crate::capture::status::{CameraStatus, StatusSnapshot};
 use crate::live::whep::Live;
@@ -19,6 +19,8 @@ pub struct AppState {
     pub cameras: Arc<Vec<(String, Arc<CameraStatus>)>>,
     /// Live viewing (hubs and WHEP sessions).
     pub live: Arc<Live>,
+    /// WHIP publishers.
+    pub ingest: Arc<crate::ingest::whip::Ingest>,
     /// The Prometheus recorder, rendered at `/metrics`.
     pub metrics: Option<PrometheusHandle>,
     /// TLS state, reported by `/api/status`.
@@ -27,13 +29,16 @@ pub struct AppState {
 
 /// The whole router.
 pub fn app(state: AppState, signaling_cfg: signaling::Config) -> Router {
-    let whep = signaling::router(state.live.clone(), signaling_cfg);
+    let media = Arc::new(crate::media::Media { live: state.live.clone(), ingest: state.ingest.clone() });
+    let whep = signaling::router(media, signaling_cfg);
     Router::new()
         .route("/", get(index))
         .route("/live.js", get(live_js))
         .route("/history", get(history_html))
         .route("/history.js", get(history_js))
         .route("/style.css", get(style_css))
+        .route("/publish/{camera}", get(publish_html))
+        .route("/publish.js", get(publish_js))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/cameras", get(cameras))
@@ -53,6 +58,14 @@ async fn index() -> Response {
 
 async fn live_js() -> Response {
     asset("text/javascript; charset=utf-8", include_str!("../web/live.js"))
+}
+
+async fn publish_html() -> Response {
+    asset("text/html; charset=utf-8", include_str!("../web/publish.html"))
+}
+
+async fn publish_js() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("../web/publish.js"))
 }
 
 async fn history_html() -> Response {

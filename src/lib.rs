@@ -2,7 +2,8 @@
 //!
 //! # Data flow
 //! ```text
-//! camera ──► capture (child process, GStreamer) ──► segment files (.h264 + .idx)
+//! camera ──► capture (child process, GStreamer) ──┐
+//! WHIP publisher ──► ingest (webrtc-rs, in-process) ┴► segment files (.h264 + .idx)
 //!                                                      │ tail (inotify)
 //!                                                      ▼
 //!                                         live::Hub (packetize once, GOP cache)
@@ -16,9 +17,12 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML file.
-//! - [`capture`]: pipelines, the capture child, the supervisor.
+//! - [`capture`]: pipelines, the capture child, the supervisor; the per-camera feed
+//!   (keyframe requests up, WHIP audio down).
+//! - [`ingest`]: WHIP publishers as cameras (depacketize, clock, segment writer).
 //! - [`segment`]: the on-disk format: Annex-B, `.idx`, writer, tail reader.
-//! - [`live`]: hubs, viewer sessions, the WHEP backend.
+//! - [`live`]: hubs, viewer sessions, the WHEP backend; [`media`]: the signaling backend
+//!   that routes WHEP to live and WHIP to ingest; [`rtcp_tap`]: inbound RTCP for the app.
 //! - [`http`]: the router; [`server`]: `vigil serve`.
 //! - [`tls`]: HTTPS certificates (self-signed, files, ACME) and their renewal.
 //!
@@ -35,7 +39,10 @@ pub mod capture;
 pub mod config;
 pub mod history;
 pub mod http;
+pub mod ingest;
 pub mod live;
+pub mod media;
+pub mod rtcp_tap;
 pub mod segment;
 pub mod server;
 pub mod tls;

@@ -1,4 +1,5 @@
-//! `vigil serve`: starts a capture supervisor and a live hub per camera, then the HTTP
+//! `vigil serve`: starts a capture supervisor (or, for WHIP cameras, a segment writer
+//! waiting for publishers) and a live hub per camera, then the HTTP
 //! server, and shuts all of it down on SIGTERM/SIGINT.
 //!
 //! Listeners: `[server] listen` always serves the application over plain HTTP. With
@@ -6,10 +7,13 @@
 //! `https_listen` (certificates from [`crate::tls`], hot-swapped through its resolver), and
 //! `http_listen` answers ACME HTTP-01 challenges and redirects everything else to HTTPS.
 
+use crate::capture::feed::CameraFeed;
 use crate::capture::status::CameraStatus;
 use crate::capture::supervisor::{ChildCommand, supervise};
 use crate::config::{Config, TlsMode};
 use crate::http::{AppState, app};
+use crate::ingest::recorder::Recorder;
+use crate::ingest::whip::{Ingest, WhipCamera};
 use crate::live::hub::Hub;
 use crate::live::session::NetConfig;
 use crate::live::whep::{Live, LiveConfig};
@@ -63,19 +67,33 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     let mut hubs = Vec::new();
     let mut cameras = Vec::new();
+    let mut feeds = Vec::new();
+    let mut whip_cameras = Vec::new();
     let mut tasks = Vec::new();
     for cam in &cfg.cameras {
         let status = Arc::new(CameraStatus::default());
-        tasks.push(tokio::spawn(supervise(
-            cam.name.clone(),
-            child.clone(),
-            status.clone(),
-            Some(events_tx.clone()),
-            shutdown_rx.clone(),
-        )));
+        let feed = Arc::new(CameraFeed::default());
+        if let (true, Some(token)) = (cam.is_whip(), &cam.publish_token) {
+            // Fed by WHIP publishers: an in-process writer instead of a capture child.
+            let dir = data_dir.join(&cam.name);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let recorder =
+                Recorder::spawn(cam.name.clone(), dir, cam.segment_seconds, Some(events_tx.clone()), status.clone())
+                    .context("starting a WHIP camera's segment writer")?;
+            whip_cameras.push(WhipCamera::new(cam.name.clone(), token.clone(), recorder, feed.clone(), status.clone()));
+        } else {
+            tasks.push(tokio::spawn(supervise(
+                cam.name.clone(),
+                child.clone(),
+                status.clone(),
+                Some(events_tx.clone()),
+                shutdown_rx.clone(),
+            )));
+        }
         let hub = Hub::new(&cam.name);
         tokio::spawn(hub.clone().run(data_dir.join(&cam.name)));
         hubs.push(hub);
+        feeds.push((cam.name.clone(), feed));
         cameras.push((cam.name.clone(), status));
     }
 
@@ -84,31 +102,34 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         ip => ip,
     };
+    let net = NetConfig {
+        ice_servers: cfg
+            .server
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+            })
+            .collect(),
+        public_ips: cfg.server.public_ips.clone(),
+    };
     let live = Live::new(
         hubs,
+        feeds,
         LiveConfig {
             udp_ip,
             udp_ports: cfg.server.udp_port_range().map_err(anyhow::Error::msg)?,
-            net: NetConfig {
-                ice_servers: cfg
-                    .server
-                    .ice_servers
-                    .iter()
-                    .map(|s| RTCIceServer {
-                        urls: s.urls.clone(),
-                        username: s.username.clone().unwrap_or_default(),
-                        credential: s.credential.clone().unwrap_or_default(),
-                    })
-                    .collect(),
-                public_ips: cfg.server.public_ips.clone(),
-            },
+            net: net.clone(),
             max_per_camera: cfg.server.max_viewers_per_camera,
             max_total: cfg.server.max_viewers,
         },
     );
+    let ingest = Ingest::new(whip_cameras, cfg.cameras.iter().map(|c| c.name.clone()).collect(), live.ports(), net);
     let signaling_cfg = signaling::Config {
         whep: true,
-        whip: false,
+        whip: true,
         ice_servers: cfg
             .server
             .ice_servers
@@ -128,9 +149,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         Some(t) => t.status.clone(),
         None => Arc::new(crate::tls::TlsStatus::new(&cfg.tls)),
     };
-    let router = app(AppState { cameras: Arc::new(cameras), live, metrics, tls: tls_status }, signaling_cfg)
-        .merge(crate::history::api::router(history.clone(), cfg.cameras.iter().map(|c| c.name.clone()).collect()))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let router = app(
+        AppState { cameras: Arc::new(cameras), live, ingest: ingest.clone(), metrics, tls: tls_status },
+        signaling_cfg,
+    )
+    .merge(crate::history::api::router(history.clone(), cfg.cameras.iter().map(|c| c.name.clone()).collect()))
+    .layer(tower_http::trace::TraceLayer::new_for_http());
 
     if !listen.ip().is_loopback() {
         tracing::warn!(
@@ -201,6 +225,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             None => Ok(()),
         }
     })?;
+    // Publishers end and WHIP writers close their segments.
+    ingest.shutdown().await;
     // Give capture children their SIGTERM grace to close segments cleanly.
     let _ = tokio::time::timeout(Duration::from_secs(5), futures_util::future::join_all(tasks)).await;
     // Then let the index take in their last segment events: the channel closes when the

@@ -66,6 +66,9 @@ static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
     gst::init().context("initialising GStreamer")?;
     let source = cam.parsed_source().map_err(|e| anyhow!(e))?;
+    if source == Source::Whip {
+        anyhow::bail!("camera {:?} is fed by WHIP publishers, not captured", cam.name);
+    }
     let camera_dir = data_dir.join(&cam.name);
     std::fs::create_dir_all(&camera_dir).with_context(|| format!("creating {}", camera_dir.display()))?;
 

@@ -7,6 +7,7 @@
 //! Must not touch: viewers, WebRTC, HTTP. Nothing here reads segments back.
 
 pub mod child;
+pub mod feed;
 pub mod pipeline;
 pub mod report;
 pub mod status;

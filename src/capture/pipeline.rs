@@ -26,6 +26,9 @@ pub fn source_description(cam: &CameraConfig, source: &Source) -> String {
         Source::Rtsp(url) => format!("rtspsrc location={} latency=200 protocols=tcp+udp", quote(url)),
         Source::File(path) => format!("filesrc location={}", quote(&path.to_string_lossy())),
         Source::Pipeline(desc) => desc.clone(),
+        // Never captured by a child (the server refuses to start one); a source that yields
+        // nothing keeps this total.
+        Source::Whip => "fakesrc num-buffers=0".to_owned(),
     }
 }
 

@@ -16,6 +16,8 @@ pub enum CameraState {
     Restarting,
     /// Repeated failures without any frame; still retried, at the maximum backoff.
     Failed,
+    /// A WHIP camera with no publisher connected.
+    Offline,
 }
 
 /// A snapshot of [`CameraStatus`].

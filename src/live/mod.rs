@@ -9,5 +9,6 @@
 
 pub mod gop;
 pub mod hub;
+pub mod net;
 pub mod session;
 pub mod whep;

@@ -1,11 +1,15 @@
 //! One WHEP viewer: a webrtc-rs peer connection with one H.264 track fed from the hub.
 //!
+//! A WHIP camera's viewers also get the publisher's Opus audio when they offer audio, and a
+//! viewer's PLI/FIR is passed up as a keyframe request.
+//!
 //! Lifecycle: `ViewerSession::negotiate` (offer → answer, gathering done) → the session task
 //! waits for `Connected` (at most [`CONNECT_TIMEOUT`]) → streams the GOP cache, then live
 //! frames → ends on DELETE, ICE failure/close, or a hub that stops. Ending closes the peer
 //! connection and drops the viewer count.
 
 use super::hub::{Frame, Hub};
+use crate::capture::feed::CameraFeed;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -50,6 +54,41 @@ pub struct NetConfig {
     pub public_ips: Vec<String>,
 }
 
+/// A peer connection with vigil's network settings: mDNS off, fast ICE checks, 1:1 NAT
+/// addresses or ICE servers, bound to `udp_addr`. Shared by WHEP viewers and WHIP publishers.
+pub async fn build_peer_connection(
+    me: MediaEngine,
+    registry: Registry,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+    udp_addr: String,
+    net: &NetConfig,
+) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
+    // mDNS off: a browser's `.local` candidates are not resolved (its connectivity checks
+    // still arrive as peer-reflexive candidates), and no multicast leaves the box.
+    let mut se = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        // Connectivity checks every 25 ms (webrtc-rs default: 200 ms, which set a ~205 ms
+        // floor on time to first frame, measured with vigil-bench); 56 attempts keep the
+        // default ~1.4 s window per candidate for slow networks.
+        .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(56))
+        .with_ice_timeouts(Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
+    if !net.public_ips.is_empty() {
+        se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
+    }
+    let ice_servers = if net.public_ips.is_empty() { net.ice_servers.clone() } else { Vec::new() };
+    let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_media_engine(me)
+        .with_setting_engine(se.build())
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(vec![udp_addr])
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
 #[derive(Clone)]
 struct Handler {
     state: watch::Sender<RTCPeerConnectionState>,
@@ -81,8 +120,12 @@ pub fn h264_variants(profile_idc: u8) -> &'static [&'static str] {
     }
 }
 
-fn media_engine(profile_idc: u8) -> Result<MediaEngine, NegotiateError> {
+fn media_engine(profile_idc: u8, audio: bool) -> Result<MediaEngine, NegotiateError> {
     let mut me = MediaEngine::default();
+    if audio {
+        me.register_codec(RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: 111 }, RtpCodecKind::Audio)
+            .map_err(|e| NegotiateError::Stack(e.to_string()))?;
+    }
     for (i, plid) in h264_variants(profile_idc).iter().enumerate() {
         me.register_codec(
             RTCRtpCodecParameters { rtp_codec: h264_codec(plid), payload_type: 102 + 2 * i as u8 },
@@ -91,6 +134,16 @@ fn media_engine(profile_idc: u8) -> Result<MediaEngine, NegotiateError> {
         .map_err(|e| NegotiateError::Stack(e.to_string()))?;
     }
     Ok(me)
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
 }
 
 fn h264_codec(plid: &str) -> RTCRtpCodec {
@@ -114,53 +167,37 @@ pub struct ViewerSession {
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
+    /// The Opus track, when the camera's source carries audio and the viewer offered it.
+    audio: Option<AudioOut>,
     state: watch::Receiver<RTCPeerConnectionState>,
+}
+
+struct AudioOut {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
 }
 
 impl ViewerSession {
     /// Negotiates a peer connection for `offer` bound to `udp_addr`.
+    /// With `audio`, an Opus track is added when the offer has an audio section.
     pub async fn negotiate(
         offer: &str,
         profile_idc: u8,
+        audio: bool,
         udp_addr: String,
         net: &NetConfig,
     ) -> Result<Self, NegotiateError> {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
-        let mut me = media_engine(profile_idc)?;
-        let registry = register_default_interceptors(Registry::new(), &mut me).map_err(stack)?;
-        // mDNS off: a browser's `.local` candidates are not resolved (its connectivity checks
-        // still arrive as peer-reflexive candidates), and no multicast leaves the box.
-        let mut se = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            // Connectivity checks every 25 ms (webrtc-rs default: 200 ms, which set a ~205 ms
-            // floor on time to first frame, measured with vigil-bench); 56 attempts keep the
-            // default ~1.4 s window per candidate for slow networks.
-            .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(56))
-            .with_ice_timeouts(
-                Some(Duration::from_secs(5)),
-                Some(Duration::from_secs(10)),
-                Some(Duration::from_secs(2)),
-            );
-        if !net.public_ips.is_empty() {
-            se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
-        }
-        let ice_servers = if net.public_ips.is_empty() { net.ice_servers.clone() } else { Vec::new() };
-        let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
+        let audio = audio && offer.lines().any(|l| l.starts_with("m=audio ") && !l.starts_with("m=audio 0 "));
+        let mut me = media_engine(profile_idc, audio)?;
+        let registry =
+            crate::rtcp_tap::with_tap(register_default_interceptors(Registry::new(), &mut me).map_err(stack)?);
         let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_tx, mut gathered_rx) = watch::channel(false);
         let handler = Arc::new(Handler { state: state_tx, gathered: gathered_tx });
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(config)
-            .with_media_engine(me)
-            .with_setting_engine(se.build())
-            .with_interceptor_registry(registry)
-            .with_handler(handler)
-            .with_udp_addrs(vec![udp_addr])
-            .build()
-            .await
-            .map_err(stack)?;
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        let result = Self::answer(pc.clone(), offer, profile_idc, &mut gathered_rx, state_rx).await;
+        let pc = build_peer_connection(me, registry, handler, udp_addr, net).await.map_err(stack)?;
+        let result = Self::answer(pc.clone(), offer, profile_idc, audio, &mut gathered_rx, state_rx).await;
         if result.is_err() {
             let _ = pc.close().await;
         }
@@ -171,6 +208,7 @@ impl ViewerSession {
         pc: Arc<dyn PeerConnection>,
         offer: &str,
         profile_idc: u8,
+        audio: bool,
         gathered: &mut watch::Receiver<bool>,
         state: watch::Receiver<RTCPeerConnectionState>,
     ) -> Result<Self, NegotiateError> {
@@ -188,6 +226,24 @@ impl ViewerSession {
             }],
         )));
         let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(stack)?;
+        let audio_out = if audio {
+            let assrc = rand::random::<u32>();
+            let atrack = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                "vigil".to_owned(),
+                "audio".to_owned(),
+                "audio".to_owned(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(assrc), ..Default::default() },
+                    codec: opus_codec(),
+                    ..Default::default()
+                }],
+            )));
+            let asender = pc.add_track(atrack.clone() as Arc<dyn TrackLocal>).await.map_err(stack)?;
+            Some((atrack, assrc, asender))
+        } else {
+            None
+        };
         let desc =
             RTCSessionDescription::offer(offer.to_owned()).map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
         pc.set_remote_description(desc).await.map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
@@ -202,11 +258,19 @@ impl ViewerSession {
             .first()
             .map(|c| c.payload_type)
             .ok_or_else(|| NegotiateError::NoCodec(format!("profile_idc {profile_idc}")))?;
+        let audio = match audio_out {
+            None => None,
+            Some((track, ssrc, sender)) => {
+                let pt =
+                    sender.get_parameters().await.map_err(stack)?.rtp_parameters.codecs.first().map(|c| c.payload_type);
+                pt.map(|payload_type| AudioOut { track, ssrc, payload_type })
+            }
+        };
         let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g)).await;
         let answer =
             pc.local_description().await.ok_or_else(|| NegotiateError::Stack("no local description".into()))?.sdp;
         let remote_ufrag = offer.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).map(str::to_owned);
-        Ok(Self { pc, answer, remote_ufrag, track, ssrc, payload_type, state })
+        Ok(Self { pc, answer, remote_ufrag, track, ssrc, payload_type, audio, state })
     }
 
     /// Adds a trickled remote candidate.
@@ -220,8 +284,9 @@ impl ViewerSession {
         self.pc.add_ice_candidate(init).await.map_err(|e| e.to_string())
     }
 
-    /// Streams `hub` to this viewer until the connection ends. Returns why it ended.
-    pub async fn run(&self, hub: Arc<Hub>) -> &'static str {
+    /// Streams `hub` (and the feed's audio, if negotiated) to this viewer until the connection
+    /// ends; passes the viewer's keyframe requests (PLI/FIR) to the feed. Returns why it ended.
+    pub async fn run(&self, hub: Arc<Hub>, feed: Arc<CameraFeed>) -> &'static str {
         let _guard = hub.viewer_guard();
         let mut state = self.state.clone();
         let connected = {
@@ -248,18 +313,66 @@ impl ViewerSession {
             return why;
         }
         tokio::select! {
-            r = self.stream(&hub) => r,
+            r = self.stream(&hub, &feed) => r,
+            r = self.relay_audio(&feed) => r,
+            _ = self.keyframe_requests(&feed) => "track closed",
             _ = state.wait_for(|s| matches!(s, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)) => "ICE failed or peer closed",
         }
     }
 
-    async fn stream(&self, hub: &Hub) -> &'static str {
+    /// PLI/FIR from the viewer (delivered by [`crate::rtcp_tap`]) become keyframe requests.
+    async fn keyframe_requests(&self, feed: &CameraFeed) {
+        use webrtc::media_stream::track_local::TrackLocalEvent;
+        while let Some(ev) = self.track.poll().await {
+            #[allow(irrefutable_let_patterns)]
+            if let TrackLocalEvent::OnRtcpPacket(_) = ev {
+                feed.request_keyframe();
+            }
+        }
+    }
+
+    /// Forwards the publisher's Opus packets (own SSRC and sequence; the publisher's clock).
+    async fn relay_audio(&self, feed: &CameraFeed) -> &'static str {
+        let Some(out) = &self.audio else { return std::future::pending().await };
+        let mut rx = feed.subscribe_audio();
+        let mut seq: u16 = rand::random();
+        loop {
+            match rx.recv().await {
+                Ok(p) => {
+                    let pkt = rtp::Packet {
+                        header: rtp::header::Header {
+                            version: 2,
+                            marker: p.marker,
+                            payload_type: out.payload_type,
+                            sequence_number: seq,
+                            timestamp: p.rtp_ts,
+                            ssrc: out.ssrc,
+                            ..Default::default()
+                        },
+                        payload: p.payload,
+                    };
+                    seq = seq.wrapping_add(1);
+                    if out.track.write_rtp(pkt).await.is_err() {
+                        return "audio track closed";
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            }
+        }
+    }
+
+    async fn stream(&self, hub: &Hub, feed: &CameraFeed) -> &'static str {
         let cam = hub.camera().to_owned();
         let sent = metrics::counter!("vigil_frames_sent_total", "camera" => cam.clone());
         let dropped = metrics::counter!("vigil_frames_dropped_total", "camera" => cam);
         let (gop, mut rx) = hub.subscribe();
         let mut seq: u16 = rand::random();
         let mut need_key = gop.is_empty();
+        if need_key {
+            // Nothing to show until the next keyframe: ask the source for one now.
+            feed.request_keyframe();
+        }
         for f in gop {
             if self.send(&f, &mut seq).await.is_err() {
                 return "track closed";

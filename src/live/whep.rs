@@ -2,11 +2,12 @@
 //! viewer limits, hands out UDP ports, and reaps sessions that end on their own.
 
 use super::hub::Hub;
+use super::net::{UdpPorts, one_line, random_id};
 use super::session::{NegotiateError, NetConfig, ViewerSession};
+use crate::capture::feed::CameraFeed;
 use signaling::{Answer, Backend, IceFragment, Kind, Offer, PatchOutcome, SignalError};
 use std::collections::HashMap;
-use std::net::{IpAddr, UdpSocket};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use webrtc::peer_connection::PeerConnection;
 
@@ -40,26 +41,33 @@ struct SessionEntry {
 /// Live viewing: the hubs and their WHEP sessions.
 pub struct Live {
     hubs: HashMap<String, Arc<Hub>>,
+    feeds: HashMap<String, Arc<CameraFeed>>,
     sessions: Arc<Mutex<HashMap<String, SessionEntry>>>,
     cfg: LiveConfig,
-    next_port: AtomicU32,
+    ports: Arc<UdpPorts>,
 }
 
 impl Live {
     /// Live viewing over these hubs.
-    pub fn new(hubs: Vec<Arc<Hub>>, cfg: LiveConfig) -> Arc<Self> {
-        let first = cfg.udp_ports.map_or(0, |(a, _)| u32::from(a));
+    pub fn new(hubs: Vec<Arc<Hub>>, feeds: Vec<(String, Arc<CameraFeed>)>, cfg: LiveConfig) -> Arc<Self> {
+        let ports = Arc::new(UdpPorts::new(cfg.udp_ip, cfg.udp_ports));
         Arc::new(Self {
             hubs: hubs.into_iter().map(|h| (h.camera().to_owned(), h)).collect(),
+            feeds: feeds.into_iter().collect(),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             cfg,
-            next_port: AtomicU32::new(first),
+            ports,
         })
     }
 
     /// The hub of a camera.
     pub fn hub(&self, camera: &str) -> Option<&Arc<Hub>> {
         self.hubs.get(camera)
+    }
+
+    /// The UDP port hand-out (shared with WHIP publishers).
+    pub fn ports(&self) -> Arc<UdpPorts> {
+        self.ports.clone()
     }
 
     /// Open WHEP sessions.
@@ -71,24 +79,6 @@ impl Live {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A UDP bind address for a new peer connection.
-    fn udp_addr(&self) -> Result<String, SignalError> {
-        let ip = self.cfg.udp_ip;
-        let Some((a, b)) = self.cfg.udp_ports else {
-            return Ok(format!("{}:0", fmt_ip(ip)));
-        };
-        let span = u32::from(b) - u32::from(a) + 1;
-        for _ in 0..span {
-            let n = self.next_port.fetch_add(1, Ordering::Relaxed);
-            let port = (u32::from(a) + (n.wrapping_sub(u32::from(a)) % span)) as u16;
-            // Free right now? (The peer connection binds it a moment later.)
-            if UdpSocket::bind((ip, port)).is_ok() {
-                return Ok(format!("{}:{port}", fmt_ip(ip)));
-            }
-        }
-        Err(SignalError::Unavailable(format!("no free UDP port in webrtc_udp_ports {a}-{b}")))
-    }
-
     async fn create_viewer(&self, offer: Offer) -> Result<Answer, SignalError> {
         let hub = self
             .hubs
@@ -98,7 +88,9 @@ impl Live {
         if !offer.summary.has_codec("video", "H264") {
             return Err(SignalError::NotAcceptable("offer has no H.264 video section".into()));
         }
-        if !hub.is_live(LIVE_MAX_AGE_MS) {
+        let feed = self.feeds.get(&offer.resource).cloned().unwrap_or_default();
+        // A WHIP camera without a publisher is normal: its viewers wait for one.
+        if !hub.is_live(LIVE_MAX_AGE_MS) && !feed.fed_by_publisher() {
             return Err(SignalError::Unavailable(format!("camera {:?} is not running", offer.resource)));
         }
         {
@@ -114,14 +106,15 @@ impl Live {
                 )));
             }
         }
-        let addr = self.udp_addr()?;
-        let viewer = ViewerSession::negotiate(&offer.sdp, hub.profile_idc(), addr, &self.cfg.net).await.map_err(
-            |e| match e {
-                NegotiateError::BadOffer(m) => SignalError::BadRequest(format!("offer rejected: {}", one_line(&m))),
-                NegotiateError::NoCodec(m) => SignalError::NotAcceptable(format!("no usable H.264 in offer ({m})")),
-                NegotiateError::Stack(m) => SignalError::Internal(m),
-            },
-        )?;
+        let addr = self.ports.next_addr()?;
+        let viewer =
+            ViewerSession::negotiate(&offer.sdp, hub.profile_idc(), feed.fed_by_publisher(), addr, &self.cfg.net)
+                .await
+                .map_err(|e| match e {
+                    NegotiateError::BadOffer(m) => SignalError::BadRequest(format!("offer rejected: {}", one_line(&m))),
+                    NegotiateError::NoCodec(m) => SignalError::NotAcceptable(format!("no usable H.264 in offer ({m})")),
+                    NegotiateError::Stack(m) => SignalError::Internal(m),
+                })?;
         let id = random_id();
         let etag = random_id();
         let answer = viewer.answer.clone();
@@ -144,7 +137,7 @@ impl Live {
                     }
                 }
             });
-            let why = viewer.run(hub).await;
+            let why = viewer.run(hub, feed).await;
             trickle.abort();
             tracing::info!(session = %sid, camera = %camera, reason = why, "viewer ended");
             let entry = sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&sid);
@@ -168,22 +161,6 @@ impl Live {
         tracing::info!(session = %id, camera = %offer.resource, peer = ?offer.peer, "viewer negotiated");
         Ok(Answer { sdp: answer, session: id, etag })
     }
-}
-
-fn fmt_ip(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").chars().take(200).collect()
-}
-
-fn random_id() -> String {
-    let v: u128 = rand::random();
-    format!("{v:032x}")
 }
 
 impl Backend for Live {

@@ -14,6 +14,8 @@
 //! The API is blocking on purpose: tests are plain `#[test]` functions.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod publisher;
+
 use std::fs::File;
 use std::io::Read;
 use std::net::TcpListener;
@@ -367,7 +369,7 @@ fn free_port() -> u16 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// WebRTC peer (webrtcbin)
+// WebRTC peer (webrtcbin); the WHIP publisher is in publisher.rs
 // ---------------------------------------------------------------------------------------------
 
 /// `gst::init()`, once per process.
