@@ -66,6 +66,8 @@ pub struct Depacketizer {
     au: Option<PartialAu>,
     h264: H264Packet,
     need_keyframe: bool,
+    /// Some packet was handed to the assembler.
+    fed: bool,
     stats: Stats,
 }
 
@@ -86,6 +88,7 @@ impl Depacketizer {
             au: None,
             h264: H264Packet::default(),
             need_keyframe: true,
+            fed: false,
             stats: Stats::default(),
         }
     }
@@ -116,14 +119,18 @@ impl Depacketizer {
     pub fn push(&mut self, now: Instant, pkt: rtp::Packet, out: &mut Vec<AccessUnit>) {
         let ext = self.extend(pkt.header.sequence_number);
         let next = *self.next.get_or_insert(ext);
-        if ext < next {
-            self.stats.late_packets += 1;
-            return;
-        }
-        if ext - next > RESET_JUMP {
+        if ext > next + RESET_JUMP || ext + RESET_JUMP < next {
             // The sender restarted its sequence: start over (and wait for a keyframe).
             self.pending.clear();
             self.lose();
+            self.next = Some(ext);
+            self.highest = ext;
+        } else if ext < next {
+            if self.fed {
+                self.stats.late_packets += 1;
+                return;
+            }
+            // Nothing handed on yet: the first packet to arrive was not the first sent.
             self.next = Some(ext);
         }
         if self.pending.insert(ext, pkt).is_some() {
@@ -149,6 +156,7 @@ impl Depacketizer {
             if let Some(p) = self.pending.remove(&next) {
                 next += 1;
                 self.gap_since = None;
+                self.fed = true;
                 self.feed(p, out);
                 continue;
             }
@@ -285,9 +293,10 @@ mod tests {
     #[test]
     fn reorders_within_the_wait() {
         let mut packets = idr_fu(10, 0);
-        packets.swap(0, 1);
+        packets.push(p_frame(13, 6000));
+        packets.push(p_frame(12, 3000));
         let (out, d) = run(packets);
-        assert_eq!(out.len(), 1);
+        assert_eq!(out.iter().map(|a| a.rtp_ts).collect::<Vec<_>>(), vec![0, 3000, 6000]);
         assert_eq!(d.stats(), Stats::default());
     }
 
