@@ -206,6 +206,15 @@
       $('.latency-field', tpl).title = LATENCY_TOOLTIP;
       if (!latencyMethod) $('.latency-field', tpl).hidden = true;
       $('.fullscreen', tpl).addEventListener('click', () => this.fullscreen());
+      // Sound (WHIP cameras relay the publisher's microphone): muted until the user asks,
+      // as browsers only autoplay muted video.
+      this.soundBtn = $('.sound', tpl);
+      this.soundBtn.setAttribute('aria-pressed', 'false');
+      this.soundBtn.addEventListener('click', () => {
+        this.video.muted = !this.video.muted;
+        this.soundBtn.setAttribute('aria-pressed', String(!this.video.muted));
+        this.soundBtn.title = this.video.muted ? 'Sound on' : 'Sound off';
+      });
       this.video.addEventListener('dblclick', () => this.fullscreen());
 
       this.pc = null;
@@ -328,13 +337,26 @@
       }
       this.pc = pc;
       const tr = pc.addTransceiver('video', { direction: 'recvonly' });
+      // Audio too: the server answers it for cameras that carry sound (WHIP publishers) and
+      // rejects the section for the others.
+      pc.addTransceiver('audio', { direction: 'recvonly' });
       this.receiver = tr.receiver;
       preferH264(tr);
       this.attachTransform(tr.receiver, gen);
 
       pc.ontrack = (ev) => {
         if (gen !== this.gen) return;
+        if (ev.track.kind === 'audio') {
+          const cur = this.video.srcObject;
+          if (cur && cur.addTrack) cur.addTrack(ev.track); else this.video.srcObject = new MediaStream([ev.track]);
+          this.soundBtn.hidden = false;
+          return;
+        }
         const stream = (ev.streams && ev.streams[0]) || new MediaStream([ev.track]);
+        if (stream !== this.video.srcObject) {
+          const prev = this.video.srcObject;
+          if (prev && prev.getAudioTracks) prev.getAudioTracks().forEach((t) => { if (!stream.getTrackById(t.id)) stream.addTrack(t); });
+        }
         this.video.srcObject = stream;
         const p = this.video.play();
         if (p && p.catch) p.catch(() => {});

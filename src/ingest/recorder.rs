@@ -150,7 +150,8 @@ impl Writer {
         if !au.has_picture {
             return;
         }
-        if au.keyframe && self.size == (0, 0) {
+        if au.keyframe {
+            // Browsers change resolution with the bandwidth estimate: read it at every IDR.
             self.size = self
                 .normalizer
                 .sps()

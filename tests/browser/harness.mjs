@@ -1,0 +1,126 @@
+// Shared pieces of the browser tests: the real vigil server as a child process, a free
+// loopback port, and headless Chromium's flags (STACK.md pitfalls 8 and 9).
+//
+// Env: VIGIL_BIN  server binary (default: <repo>/target/release/vigil)
+//      CHROMIUM   browser binary (default: /usr/bin/chromium)
+
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(HERE, '..', '..');
+export const BIN = process.env.VIGIL_BIN ? path.resolve(process.env.VIGIL_BIN) : path.join(ROOT, 'target', 'release', 'vigil');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+export const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
+
+// Headless Chromium as root; ICE on loopback with plain addresses (no mDNS names).
+// playwright-core's launch() gives Chromium a fresh temporary --user-data-dir.
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+];
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// Polls `fn` every 200 ms until it returns a truthy value; throws `what` after `ms`.
+export async function waitFor(what, ms, fn) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+// One run of `vigil serve` (extra `args`, e.g. ['--config', file]). Output is kept
+// (bounded) to print on failure.
+export class VigilServer {
+  constructor(port, dataDir, label, args = []) {
+    this.port = port;
+    this.dataDir = dataDir;
+    this.label = label;
+    this.args = args;
+    this.log = '';
+    this.proc = null;
+    this.exit = null;
+  }
+
+  get base() { return `http://127.0.0.1:${this.port}`; }
+
+  start() {
+    const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
+    delete env.VIGIL_CONFIG;
+    this.proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // own process group, so leftovers (capture children) can be cleaned up
+    });
+    const keep = (chunk) => {
+      this.log += chunk.toString();
+      if (this.log.length > 400_000) this.log = this.log.slice(-300_000);
+    };
+    this.proc.stdout.on('data', keep);
+    this.proc.stderr.on('data', keep);
+    this.exited = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => { this.exit = { code, signal }; resolve(this.exit); });
+      this.proc.on('error', (err) => { this.exit = { error: err.message }; keep(`spawn error: ${err.message}\n`); resolve(this.exit); });
+    });
+  }
+
+  async waitHealthy(timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (this.exit) throw new Error(`${this.label} exited before it was healthy: ${JSON.stringify(this.exit)}`);
+      try {
+        const res = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (res.status === 200) return;
+        last = `HTTP ${res.status}`;
+      } catch (e) {
+        last = e.cause ? e.cause.code || e.cause.message : e.message;
+      }
+      await sleep(200);
+    }
+    throw new Error(`${this.label}: GET /healthz not 200 within ${timeoutMs} ms (last: ${last})`);
+  }
+
+  // SIGTERM, then SIGKILL after 5 s; then make sure nothing of its process group is left.
+  async stop() {
+    if (!this.proc) return;
+    const pgid = this.proc.pid;
+    if (!this.exit) {
+      try { process.kill(pgid, 'SIGTERM'); } catch (_) { /* gone */ }
+      const done = await Promise.race([this.exited, sleep(5000).then(() => null)]);
+      if (!done) {
+        this.log += '\n[test] server did not exit within 5 s of SIGTERM: SIGKILL\n';
+        try { process.kill(pgid, 'SIGKILL'); } catch (_) { /* gone */ }
+        await this.exited;
+      }
+    }
+    try { process.kill(-pgid, 'SIGKILL'); } catch (_) { /* none left */ }
+  }
+}
