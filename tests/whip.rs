@@ -137,3 +137,53 @@ fn refusals_have_the_right_status() {
     let r = third.post(&base, CAMERA, Some(TOKEN)).unwrap();
     assert_eq!(r.status, 201, "after DELETE the camera takes a new publisher: {}", r.body);
 }
+
+#[test]
+fn trickle_and_ice_restart_patches() {
+    let _serial = serial();
+    let server = Server::start(&config(""));
+    let live =
+        Publisher::new(&PublishOptions::default()).unwrap().publish(&server.base(), CAMERA, TOKEN).expect("publish");
+    wait_state(&server, "running");
+    let etag = live.etag().expect("201 carries an ETag").to_owned();
+    let auth = format!("Bearer {}", live.token());
+    let frag_type = ("Content-Type", "application/trickle-ice-sdpfrag");
+
+    // Trickle: a candidate for the session's ICE credentials → 204.
+    let ufrag = live.answer().lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).unwrap().to_owned();
+    let offer_ufrag =
+        live.publisher().offer().lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).unwrap().to_owned();
+    let trickle = format!(
+        "a=ice-ufrag:{offer_ufrag}\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n\
+         a=candidate:9 1 UDP 2015363583 127.0.0.1 9 typ host\r\n"
+    );
+    let r = http("PATCH", live.location(), &[frag_type, ("If-Match", &etag), ("Authorization", &auth)], Some(&trickle))
+        .unwrap();
+    assert_eq!(r.status, 204, "trickle: {}", r.body);
+    let r = http(
+        "PATCH",
+        live.location(),
+        &[frag_type, ("If-Match", "\"stale\""), ("Authorization", &auth)],
+        Some(&trickle),
+    )
+    .unwrap();
+    assert_eq!(r.status, 412, "a stale If-Match: {}", r.body);
+    let r = http("PATCH", live.location(), &[frag_type, ("If-Match", &etag)], Some(&trickle)).unwrap();
+    assert_eq!(r.status, 401, "PATCH without the token: {}", r.body);
+
+    // ICE restart: new credentials in → 200 with the server's new credentials and candidates,
+    // and a new ETag.
+    let restart = "a=ice-ufrag:restartufrag1\r\na=ice-pwd:restartpasswordrestartpwd00\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n\
+                   a=candidate:1 1 UDP 2015363583 127.0.0.1 9 typ host\r\n";
+    let r = http("PATCH", live.location(), &[frag_type, ("If-Match", &etag), ("Authorization", &auth)], Some(restart))
+        .unwrap();
+    assert_eq!(r.status, 200, "ICE restart: {}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/trickle-ice-sdpfrag"));
+    let new_ufrag = r.body.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).expect("new ufrag");
+    assert_ne!(new_ufrag, ufrag, "the server's ICE credentials change: {}", r.body);
+    assert!(r.body.lines().any(|l| l.starts_with("a=ice-pwd:")), "{}", r.body);
+    assert!(r.body.lines().any(|l| l.starts_with("a=candidate:")), "candidates in the answer fragment: {}", r.body);
+    let new_etag = r.header("etag").expect("a new ETag");
+    assert_ne!(new_etag, etag);
+}

@@ -123,7 +123,8 @@ impl Publisher {
         let promise = gst::Promise::new();
         self.webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &promise]);
         promise_ok(&promise, "set-remote-description").with_context(|| format!("answer:\n{}", resp.body))?;
-        Ok(Publishing { publisher: self, location, token: token.to_owned(), answer: resp.body })
+        let etag = resp.header("etag").map(str::to_owned);
+        Ok(Publishing { publisher: self, location, token: token.to_owned(), answer: resp.body, etag })
     }
 
     /// webrtcbin's ICE connection state.
@@ -144,6 +145,7 @@ pub struct Publishing {
     location: String,
     token: String,
     answer: String,
+    etag: Option<String>,
 }
 
 impl Publishing {
@@ -155,6 +157,16 @@ impl Publishing {
     /// The answer SDP.
     pub fn answer(&self) -> &str {
         &self.answer
+    }
+
+    /// The session's ETag from the 201.
+    pub fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+
+    /// The bearer token it published with.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The pipeline (to inspect its state).
