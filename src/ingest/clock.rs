@@ -16,6 +16,8 @@ pub const MAX_SR_SKEW: std::time::Duration = std::time::Duration::from_micros(MA
 pub const MAX_DRIFT_US: i64 = 5_000_000;
 /// Same, as a name for the docs.
 pub const MAX_DRIFT: std::time::Duration = std::time::Duration::from_micros(MAX_DRIFT_US as u64);
+/// How far an AU may seem to arrive before its reported capture (clock granularity).
+const MAX_EARLY_US: i64 = 50_000;
 /// Seconds from 1900-01-01 (NTP epoch) to 1970-01-01.
 const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
 
@@ -31,6 +33,8 @@ pub struct RtpClock {
     last_out: i64,
     /// Where the anchor came from.
     from_sender_report: bool,
+    /// The last AU's (extended RTP timestamp, arrival µs): a sender report must agree with it.
+    last_arrival: Option<(i64, i64)>,
 }
 
 impl RtpClock {
@@ -43,6 +47,7 @@ impl RtpClock {
             last_ext: None,
             last_out: floor_us,
             from_sender_report: false,
+            last_arrival: None,
         }
     }
 
@@ -68,9 +73,11 @@ impl RtpClock {
     /// Capture time of the AU with RTP timestamp `ts` that arrived at `arrival_us`.
     pub fn capture_us(&mut self, ts: u32, arrival_us: i64) -> i64 {
         let ext = self.unwrap(ts);
+        self.last_arrival = Some((ext, arrival_us));
         let t = match self.at(ext) {
             Some(t) if (t - arrival_us).abs() <= MAX_DRIFT_US && t <= arrival_us + MAX_SR_SKEW_US => t,
-            _ => {
+            t => {
+                tracing::debug!(mapped = ?t, arrival_us, from_sr = self.from_sender_report, "RTP clock re-anchored at arrival");
                 self.anchor = Some((ext, arrival_us));
                 self.from_sender_report = false;
                 arrival_us
@@ -87,6 +94,7 @@ impl RtpClock {
         let Some(sender_us) = ntp_to_unix_us(ntp) else { return false };
         let age = arrival_us - sender_us;
         if !(0..=MAX_SR_SKEW_US).contains(&age) {
+            tracing::debug!(age_us = age, "sender report ignored: its clock disagrees with ours");
             return false;
         }
         // Unwrap against the stream without moving its "last" position.
@@ -94,6 +102,16 @@ impl RtpClock {
             None => i64::from(rtp_ts),
             Some(last) => last + i64::from(rtp_ts.wrapping_sub(last as u32) as i32),
         };
+        // Its RTP ↔ wall mapping must also place the latest AU before (and not long before)
+        // that AU arrived; some senders' reports drift from their RTP clock.
+        if let Some((e, arrived)) = self.last_arrival {
+            let placed = sender_us + (e - ext) * 1_000_000 / self.rate;
+            let lead = arrived - placed;
+            if !(-MAX_EARLY_US..=MAX_SR_SKEW_US).contains(&lead) {
+                tracing::debug!(lead_us = lead, "sender report ignored: it disagrees with arrival times");
+                return false;
+            }
+        }
         self.anchor = Some((ext, sender_us));
         self.from_sender_report = true;
         true
@@ -153,6 +171,17 @@ mod tests {
         assert!(!c.sender_report(ntp(T0 - 60_000_000), 0, T0), "a minute behind");
         assert!(!c.sender_report(5, 0, T0), "before 1970");
         assert_eq!(c.capture_us(90_000, T0 + 1_000_000), T0 + 1_000_000);
+    }
+
+    #[test]
+    fn a_report_that_disagrees_with_arrivals_is_ignored() {
+        let mut c = RtpClock::new(90_000, 0);
+        // An AU with RTP 900_000 (10 s into the stream) arrives at T0 + 10 s.
+        c.capture_us(0, T0);
+        c.capture_us(900_000, T0 + 10_000_000);
+        // The report is fresh, but maps RTP 900_000 to T0 + 4 s: six seconds before it arrived.
+        assert!(!c.sender_report(ntp(T0 + 9_900_000), 900_000 + 531_000, T0 + 10_000_000));
+        assert!(!c.synced_to_sender());
     }
 
     #[test]

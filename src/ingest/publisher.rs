@@ -107,6 +107,7 @@ pub struct PublisherSession {
     /// The remote description in force (an ICE restart re-applies it with new credentials).
     offer: tokio::sync::Mutex<String>,
     gathered: watch::Receiver<u32>,
+    stop: tokio::sync::Notify,
     state: watch::Receiver<RTCPeerConnectionState>,
     tracks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>>,
 }
@@ -166,9 +167,15 @@ impl PublisherSession {
             remote_ufrag: std::sync::Mutex::new(remote_ufrag),
             offer: tokio::sync::Mutex::new(offer.to_owned()),
             gathered,
+            stop: tokio::sync::Notify::new(),
             state,
             tracks: tokio::sync::Mutex::new(tracks),
         })
+    }
+
+    /// Ends [`PublisherSession::run`] (which then hands over what it holds and returns).
+    pub fn stop(&self) {
+        self.stop.notify_one();
     }
 
     /// The remote ICE ufrag in force.
@@ -270,6 +277,7 @@ impl PublisherSession {
                 }
                 _ = sink.feed.keyframe_requested() => rx.viewer_wants_keyframe(),
                 _ = ended(&mut state) => break "ICE failed or peer closed",
+                _ = self.stop.notified() => break "the publisher sent DELETE",
             }
             rx.send_pli_if_due().await;
         };

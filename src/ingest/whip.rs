@@ -171,10 +171,8 @@ impl Ingest {
             let why = s2.run(&sink).await;
             claim.reason = why;
             tracing::info!(session = %sid, camera = %sink.camera, reason = why, "publisher ended");
-            let entry = sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&sid);
-            if let Some(e) = entry {
-                let _ = e.session.pc.close().await;
-            }
+            sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&sid);
+            let _ = s2.pc.close().await;
             drop(claim);
         });
         map.insert(
@@ -250,9 +248,14 @@ impl Ingest {
         let _ = self.entry(resource, session, bearer)?;
         let entry = self.lock().remove(session);
         let e = entry.ok_or_else(|| SignalError::NotFound(format!("no session {session} for {resource}")))?;
-        // Aborting drops the task's claim: the segment is closed and the camera released.
-        e.task.abort();
-        let _ = e.session.pc.close().await;
+        // The task ends on its own (flushing what it holds, then dropping its claim: the
+        // segment is closed and the camera released); aborted if it has not within 2 s.
+        e.session.stop();
+        let task = e.task;
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            task.abort();
+        });
         tracing::info!(session, camera = resource, "publisher deleted");
         Ok(())
     }
