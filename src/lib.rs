@@ -21,6 +21,7 @@
 //! - [`live`]: hubs, viewer sessions, the WHEP backend.
 //! - [`http`]: the router; [`server`]: `vigil serve`.
 //! - [`tls`]: HTTPS certificates (self-signed, files, ACME) and their renewal.
+//! - [`auth`]: users, API tokens, sessions, shared links; the guard in front of the router.
 //!
 //! # Time
 //! Every access unit carries its capture wall-clock time (µs since the Unix epoch, UTC) in
@@ -31,6 +32,7 @@
 //! untrusted bytes are tested with hostile input.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod capture;
 pub mod config;
 pub mod history;
