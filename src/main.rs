@@ -141,7 +141,8 @@ fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
         std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
-    let pw = rpassword::prompt_password("Password: ").context("reading the password (no terminal? use --password-stdin)")?;
+    let pw =
+        rpassword::prompt_password("Password: ").context("reading the password (no terminal? use --password-stdin)")?;
     vigil::auth::manage::check_password(&pw)?;
     let again = rpassword::prompt_password("Password again: ").context("reading the password")?;
     anyhow::ensure!(pw == again, "the two passwords differ; nothing was changed");

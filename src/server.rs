@@ -141,8 +141,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .merge(crate::history::api::router(history.clone(), cfg.cameras.iter().map(|c| c.name.clone()).collect()))
         .merge(crate::auth::router(auth.clone()));
     // One guard per listener: it sets the cookie flags for its transport.
-    let router = crate::auth::protect(routes.clone(), auth.clone(), false)
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let router =
+        crate::auth::protect(routes.clone(), auth.clone(), false).layer(tower_http::trace::TraceLayer::new_for_http());
     let https_router =
         crate::auth::protect(routes, auth.clone(), true).layer(tower_http::trace::TraceLayer::new_for_http());
 

@@ -303,7 +303,8 @@ impl UsersFile {
             "# vigil users and API tokens, written by `vigil user ...` and `vigil token ...`.\n\
              # Rewritten whole by those commands: comments here are not kept. See docs/auth.md.\n\n{body}"
         );
-        super::files::write_private(path, text.as_bytes()).map_err(|source| UsersError::Io { path: path.to_owned(), source })
+        super::files::write_private(path, text.as_bytes())
+            .map_err(|source| UsersError::Io { path: path.to_owned(), source })
     }
 }
 

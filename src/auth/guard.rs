@@ -152,7 +152,9 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Who the caller is.
 enum Ident {
-    Nobody { stale_cookie: bool },
+    Nobody {
+        stale_cookie: bool,
+    },
     /// The caller, and the session id and new expiry if its session was just renewed.
     Principal(Arc<Principal>, Option<(String, i64)>),
     Shared(String),
@@ -182,10 +184,8 @@ fn identify(auth: &Auth, t: Transport, method: &Method, uri: &Uri, headers: &Hea
         && share::has_signature(q)
         && (method == Method::GET || method == Method::HEAD)
     {
-        let stripped = auth
-            .signer
-            .verify(uri.path(), q, unix_now())
-            .map_err(|e| AuthError::Forbidden(e.to_string()))?;
+        let stripped =
+            auth.signer.verify(uri.path(), q, unix_now()).map_err(|e| AuthError::Forbidden(e.to_string()))?;
         return Ok(Ident::Shared(stripped));
     }
     Ok(Ident::Nobody { stale_cookie })
@@ -334,6 +334,9 @@ mod tests {
         let t = Transport { tls: true };
         let c = t.set_cookie("ff", 60);
         assert_eq!(c, "__Host-vigil_session=ff; Path=/; Max-Age=60; HttpOnly; SameSite=Strict; Secure");
-        assert_eq!(Transport { tls: false }.clear_cookie(), "vigil_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+        assert_eq!(
+            Transport { tls: false }.clear_cookie(),
+            "vigil_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+        );
     }
 }

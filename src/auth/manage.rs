@@ -45,7 +45,9 @@ impl UsersStore {
 
     fn check_new_name(&self, kind: &str, name: &str) -> Result<(), UsersError> {
         if !valid_name(name) {
-            return Err(UsersError::Invalid(format!("{kind} name {name:?}: use 1-64 characters of A-Z a-z 0-9 . _ @ -")));
+            return Err(UsersError::Invalid(format!(
+                "{kind} name {name:?}: use 1-64 characters of A-Z a-z 0-9 . _ @ -"
+            )));
         }
         let in_config = match kind {
             "user" => self.auth.users.iter().any(|u| u.name == name),

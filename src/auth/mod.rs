@@ -180,7 +180,8 @@ pub struct Auth {
 /// loopback".
 pub fn required_by(cfg: &Config) -> bool {
     cfg.auth.required.unwrap_or_else(|| {
-        !cfg.server.listen.ip().is_loopback() || (cfg.tls.mode != TlsMode::Off && !cfg.tls.https_listen.ip().is_loopback())
+        !cfg.server.listen.ip().is_loopback()
+            || (cfg.tls.mode != TlsMode::Off && !cfg.tls.https_listen.ip().is_loopback())
     })
 }
 
@@ -203,7 +204,7 @@ impl Auth {
                 "authentication is required ({why}) but no users or API tokens are configured \
                  (looked in the config file and {}): add one with `vigil user add NAME --role admin{config_arg}`, \
                  or set [auth] required = false to serve without authentication",
-                users_path.display()
+                std::path::absolute(&users_path).unwrap_or_else(|_| users_path.clone()).display()
             )));
         }
         if users_path.exists() && files::readable_by_others(&users_path) {
@@ -324,8 +325,7 @@ impl Auth {
         let hash = record.map_or_else(|| self.dummy_hash.clone(), |r| r.password_hash.clone());
         let pw = password.to_owned();
         let ok = {
-            let _slot =
-                self.verify_slots.acquire().await.map_err(|_| AuthError::Internal("verifier closed".into()))?;
+            let _slot = self.verify_slots.acquire().await.map_err(|_| AuthError::Internal("verifier closed".into()))?;
             tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
                 .await
                 .map_err(|e| AuthError::Internal(format!("password check: {e}")))?

@@ -223,7 +223,9 @@ async fn share(
     let access = access.map_or_else(Access::open, |a| a.0);
     let (path, query) = req.path.split_once('?').unwrap_or((req.path.as_str(), ""));
     let camera = shareable(path).ok_or_else(|| {
-        AuthError::BadRequest("only /api/cameras/{camera}/video.mp4 and /api/cameras/{camera}/snapshot.jpg can be shared".into())
+        AuthError::BadRequest(
+            "only /api/cameras/{camera}/video.mp4 and /api/cameras/{camera}/snapshot.jpg can be shared".into(),
+        )
     })?;
     if query.len() > 2048 || query.contains('#') || query.chars().any(|c| c.is_control() || c == ' ') {
         return Err(AuthError::BadRequest("share: malformed query".into()));

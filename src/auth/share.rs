@@ -65,8 +65,9 @@ impl Signer {
         let path = data_dir.join(KEY_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let key = unhex::<32>(text.trim())
-                    .ok_or_else(|| format!("{}: expected 64 hex digits (delete it to make a new key)", path.display()))?;
+                let key = unhex::<32>(text.trim()).ok_or_else(|| {
+                    format!("{}: expected 64 hex digits (delete it to make a new key)", path.display())
+                })?;
                 if super::files::readable_by_others(&path) {
                     tracing::warn!(path = %path.display(), "the share-link key is readable by other users: chmod 600 it");
                 }
