@@ -270,11 +270,9 @@ async fn guard(State(g): State<GuardState>, mut req: Request, next: Next) -> Res
     };
     match &need {
         Need::Admin if !access.is_admin() => return refuse(AuthError::Forbidden("admin only".into()), false),
-        Need::Camera(cam) => {
-            if !cam.as_deref().is_some_and(|c| access.may_see(c)) {
-                let name = cam.as_deref().unwrap_or("?");
-                return refuse(AuthError::Forbidden(format!("no access to camera {name:?}")), false);
-            }
+        Need::Camera(cam) if !cam.as_deref().is_some_and(|c| access.may_see(c)) => {
+            let name = cam.as_deref().unwrap_or("?");
+            return refuse(AuthError::Forbidden(format!("no access to camera {name:?}")), false);
         }
         _ => {}
     }
