@@ -11,9 +11,11 @@
 //! | `/api/cameras/{camera}/...`, `/whep/{camera}[/...]` | `401` (a signed link opens its one path) | camera allowed, else `403` |
 //! | anything else (`/api/cameras`, `/api/share`, scripts, unknown paths) | `401` | through |
 //!
-//! A camera outside the caller's list is `403` whether it exists or not, so a restricted
-//! caller cannot probe for camera names; callers allowed every camera get the route's own
-//! `404` for an unknown camera. A wrong bearer token is `401` even with a valid cookie.
+//! Every request the guard lets through carries an [`Access`] (nothing visible for anonymous
+//! ones), so handlers that filter by it fail closed. A camera outside the caller's list is
+//! `403` whether it exists or not, so a restricted caller cannot probe for camera names;
+//! callers allowed every camera get the route's own `404` for an unknown camera. A wrong
+//! bearer token is `401` even with a valid cookie.
 
 use super::session::unix_now;
 use super::{Access, Auth, AuthError, Principal, share};
@@ -206,6 +208,7 @@ async fn guard(State(g): State<GuardState>, mut req: Request, next: Next) -> Res
     let path = req.uri().path().to_owned();
     let need = classify(req.method(), &path);
     if need == Need::Untouched {
+        req.extensions_mut().insert(Access::none());
         return next.run(req).await;
     }
     let refuse = |e: AuthError, clear: bool| {
@@ -222,7 +225,10 @@ async fn guard(State(g): State<GuardState>, mut req: Request, next: Next) -> Res
     let ident = match identify(auth, t, req.method(), req.uri(), req.headers()) {
         Ok(i) => i,
         // Public routes answer whatever the credentials (a health check with a stale token).
-        Err(_) if need == Need::Public => return next.run(req).await,
+        Err(_) if need == Need::Public => {
+            req.extensions_mut().insert(Access::none());
+            return next.run(req).await;
+        }
         Err(e) => return refuse(e, false),
     };
     let (access, renewed, stale) = match ident {
@@ -241,14 +247,17 @@ async fn guard(State(g): State<GuardState>, mut req: Request, next: Next) -> Res
                 Err(_) => return refuse(AuthError::BadRequest("malformed share link".into()), false),
             }
             // Signed for this exact path (only shareable camera paths can be signed).
-            req.extensions_mut().insert(Access::shared());
+            req.extensions_mut().insert(Access::none());
             return next.run(req).await;
         }
         Ident::Nobody { stale_cookie } => (None, None, stale_cookie),
     };
     let Some(access) = access else {
         return match need {
-            Need::Public => next.run(req).await,
+            Need::Public => {
+                req.extensions_mut().insert(Access::none());
+                next.run(req).await
+            }
             Need::Page if matches!(*req.method(), Method::GET | Method::HEAD) => {
                 let here = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
                 let loc = format!("/login?next={}", percent_encode(here));

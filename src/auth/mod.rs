@@ -130,8 +130,9 @@ impl Access {
         Self { principal: Some(p), open: false }
     }
 
-    /// A shared link: the one path it was signed for, nothing else.
-    pub fn shared() -> Self {
+    /// Nobody identified: nothing is visible. Also what a shared link gets (the guard has
+    /// already checked that the signature covers this one path).
+    pub fn none() -> Self {
         Self { principal: None, open: false }
     }
 
@@ -313,6 +314,9 @@ impl Auth {
         if !self.required {
             return Err(AuthError::NotFound("authentication is not enabled on this server".into()));
         }
+        // The limit is checked once a verification slot is ours, so a burst of parallel
+        // attempts cannot all pass the check before the first failure is counted.
+        let _slot = self.verify_slots.acquire().await.map_err(|_| AuthError::Internal("verifier closed".into()))?;
         let check = self.limiter.lock().unwrap_or_else(|p| p.into_inner()).check(addr, user, Instant::now());
         if let Err(wait) = check {
             let secs = wait.as_secs().max(1);
@@ -324,12 +328,9 @@ impl Auth {
         let record = self.users.get(user);
         let hash = record.map_or_else(|| self.dummy_hash.clone(), |r| r.password_hash.clone());
         let pw = password.to_owned();
-        let ok = {
-            let _slot = self.verify_slots.acquire().await.map_err(|_| AuthError::Internal("verifier closed".into()))?;
-            tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
-                .await
-                .map_err(|e| AuthError::Internal(format!("password check: {e}")))?
-        };
+        let ok = tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
+            .await
+            .map_err(|e| AuthError::Internal(format!("password check: {e}")))?;
         let mut limiter = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
         match (record, ok) {
             (Some(r), true) => {

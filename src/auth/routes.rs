@@ -234,7 +234,7 @@ async fn share(
         return Err(AuthError::BadRequest("share: the path is already a shared link".into()));
     }
     if !access.is_open() && access.principal.is_none() {
-        return Err(AuthError::Forbidden("a shared link cannot be shared again".into()));
+        return Err(AuthError::Unauthorized("authentication required".into()));
     }
     if !access.may_see(camera) {
         return Err(AuthError::Forbidden(format!("no access to camera {camera:?}")));
