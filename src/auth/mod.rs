@@ -319,6 +319,7 @@ impl Auth {
         let _slot = self.verify_slots.acquire().await.map_err(|_| AuthError::Internal("verifier closed".into()))?;
         let check = self.limiter.lock().unwrap_or_else(|p| p.into_inner()).check(addr, user, Instant::now());
         if let Err(wait) = check {
+            metrics::counter!("vigil_auth_logins_total", "result" => "limited").increment(1);
             let secs = wait.as_secs().max(1);
             return Err(AuthError::TooManyRequests(
                 format!("too many failed logins; try again in {secs} s"),
@@ -338,12 +339,14 @@ impl Auth {
                 drop(limiter);
                 let fp = session::fingerprint(&r.password_hash);
                 let (id, s) = self.sessions.create(user, fp, session::unix_now()).map_err(AuthError::Internal)?;
+                metrics::counter!("vigil_auth_logins_total", "result" => "ok").increment(1);
                 tracing::info!(user, ?addr, "login");
                 Ok((id, s, r.principal.clone()))
             }
             _ => {
                 limiter.failure(addr, user, Instant::now());
                 drop(limiter);
+                metrics::counter!("vigil_auth_logins_total", "result" => "failed").increment(1);
                 tracing::warn!(user = %user.chars().take(64).collect::<String>(), ?addr, "failed login");
                 Err(AuthError::Unauthorized("wrong user name or password".into()))
             }
