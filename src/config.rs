@@ -1,4 +1,4 @@
-//! The configuration file (`vigil.toml`): one `[server]` table and `[[cameras]]`.
+//! The configuration file (`vigil.toml`): `[server]`, `[[cameras]]`, `[tls]` and `[auth]`.
 //! Every key is documented in `deploy/vigil.toml`; unknown keys are an error naming the key.
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,9 @@ pub struct Config {
     /// HTTPS: off, self-signed, certificate files, or ACME (see [`TlsConfig`]).
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Users, tokens, sessions, shared links (see [`crate::auth::AuthConfig`]).
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// `[server]`.
@@ -530,6 +533,7 @@ impl Config {
             server: ServerConfig::default(),
             cameras: vec![CameraConfig::test_pattern("test")],
             tls: TlsConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 
@@ -600,6 +604,7 @@ impl Config {
         }
         self.server.udp_port_range().map_err(ConfigError::Invalid)?;
         self.tls.validate(self.server.listen).map_err(|m| ConfigError::Invalid(format!("[tls] {m}")))?;
+        self.auth.validate().map_err(|m| ConfigError::Invalid(format!("[auth] {m}")))?;
         Ok(())
     }
 

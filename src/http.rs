@@ -95,10 +95,13 @@ struct CameraJson {
     viewers: usize,
 }
 
-async fn cameras(State(st): State<AppState>) -> Response {
+async fn cameras(State(st): State<AppState>, access: Option<axum::Extension<crate::auth::Access>>) -> Response {
+    // Only the cameras the caller may see (all of them without authentication).
+    let may_see = |name: &str| access.as_ref().is_none_or(|a| a.may_see(name));
     let list: Vec<CameraJson> = st
         .cameras
         .iter()
+        .filter(|(name, _)| may_see(name))
         .map(|(name, status)| CameraJson {
             name: name.clone(),
             status: status.snapshot(),

@@ -25,6 +25,7 @@
 //!   that routes WHEP to live and WHIP to ingest; [`rtcp_tap`]: inbound RTCP for the app.
 //! - [`http`]: the router; [`server`]: `vigil serve`.
 //! - [`tls`]: HTTPS certificates (self-signed, files, ACME) and their renewal.
+//! - [`auth`]: users, API tokens, sessions, shared links; the guard in front of the router.
 //!
 //! # Time
 //! Every access unit carries its capture wall-clock time (µs since the Unix epoch, UTC) in
@@ -35,6 +36,7 @@
 //! untrusted bytes are tested with hostile input.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod capture;
 pub mod config;
 pub mod history;

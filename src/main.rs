@@ -1,10 +1,12 @@
 //! The `vigil` command line: `serve` runs the server, `capture` is the per-camera child
-//! process the server supervises (it can also be run by hand to test a source).
+//! process the server supervises (it can also be run by hand to test a source), `user` and
+//! `token` manage who may log in (docs/auth.md).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use vigil::auth::Role;
 use vigil::config::Config;
 
 #[derive(Parser)]
@@ -28,6 +30,16 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Users who log in with a password (`[auth]`, docs/auth.md).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// API tokens for `Authorization: Bearer` (`[auth]`, docs/auth.md).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Capture one camera into segment files (run by `serve`; stdout carries JSON reports).
     Capture {
         /// The camera's name in the configuration.
@@ -40,6 +52,169 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+/// The configuration whose users file a `user`/`token` command edits.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file (TOML); the users file is `[auth] users_file`, by default
+    /// `users.toml` next to it (`./users.toml` without a configuration file).
+    #[arg(long, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user: asks for the password twice and writes its argon2id hash to the users file.
+    Add {
+        /// Login name (1-64 of A-Z a-z 0-9 . _ @ -).
+        name: String,
+        /// viewer, publisher or admin.
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+        /// Cameras the user may see, comma-separated, or `*` for all.
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        cameras: Vec<String>,
+        /// Read the password from the first line of standard input instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Change a user's password (their sessions end).
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the password from the first line of standard input instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove a user.
+    Remove {
+        /// Login name.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List users and tokens.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Add an API token: prints it once; only its SHA-256 is written to the users file.
+    Add {
+        /// A label for the token (1-64 of A-Z a-z 0-9 . _ @ -).
+        name: String,
+        /// viewer, publisher or admin.
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+        /// Cameras the token may see, comma-separated, or `*` for all.
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        cameras: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove (revoke) a token.
+    Remove {
+        /// The token's label.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List users and tokens.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// A new password: from stdin's first line, or asked twice on the terminal.
+fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let pw =
+        rpassword::prompt_password("Password: ").context("reading the password (no terminal? use --password-stdin)")?;
+    vigil::auth::manage::check_password(&pw)?;
+    let again = rpassword::prompt_password("Password again: ").context("reading the password")?;
+    anyhow::ensure!(pw == again, "the two passwords differ; nothing was changed");
+    Ok(pw)
+}
+
+/// Writes `text` to stdout (the one place the CLI prints results rather than logging).
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing to standard output")
+}
+
+fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
+    use vigil::auth::manage::UsersStore;
+    match cmd {
+        UserCommand::Add { name, role, cameras, password_stdin, config } => {
+            let mut store = UsersStore::open(config.config.as_deref())?;
+            for c in store.unknown_cameras(&cameras) {
+                tracing::warn!(camera = %c, "no camera of that name is configured (yet)");
+            }
+            let pw = read_new_password(password_stdin)?;
+            store.add_user(&name, role, cameras, &pw)?;
+            tracing::info!(user = %name, %role, file = %store.path.display(), "user added (restart vigil serve to apply)");
+        }
+        UserCommand::Passwd { name, password_stdin, config } => {
+            let mut store = UsersStore::open(config.config.as_deref())?;
+            let pw = read_new_password(password_stdin)?;
+            store.set_password(&name, &pw)?;
+            tracing::info!(user = %name, file = %store.path.display(), "password changed (restart vigil serve to apply)");
+        }
+        UserCommand::Remove { name, config } => {
+            let mut store = UsersStore::open(config.config.as_deref())?;
+            store.remove("user", &name)?;
+            tracing::info!(user = %name, file = %store.path.display(), "user removed (restart vigil serve to apply)");
+        }
+        UserCommand::List { config } => {
+            let store = UsersStore::open(config.config.as_deref())?;
+            print_out(&store.list().iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        }
+    }
+    Ok(())
+}
+
+fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
+    use vigil::auth::manage::UsersStore;
+    match cmd {
+        TokenCommand::Add { name, role, cameras, config } => {
+            let mut store = UsersStore::open(config.config.as_deref())?;
+            for c in store.unknown_cameras(&cameras) {
+                tracing::warn!(camera = %c, "no camera of that name is configured (yet)");
+            }
+            let token = store.add_token(&name, role, cameras)?;
+            tracing::info!(
+                token = %name,
+                %role,
+                file = %store.path.display(),
+                "token added; it is shown once, below (restart vigil serve to apply)"
+            );
+            print_out(&format!("{token}\n"))?;
+        }
+        TokenCommand::Remove { name, config } => {
+            let mut store = UsersStore::open(config.config.as_deref())?;
+            store.remove("token", &name)?;
+            tracing::info!(token = %name, file = %store.path.display(), "token removed (restart vigil serve to apply)");
+        }
+        TokenCommand::List { config } => {
+            let store = UsersStore::open(config.config.as_deref())?;
+            print_out(&store.list().iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        }
+    }
+    Ok(())
 }
 
 /// webrtc-rs logs routine ICE events (a viewer that leaves, a candidate pair that loses) as
@@ -70,6 +245,8 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(vigil::server::serve(vigil::server::ServeOptions { config: cfg, config_path }))
         }
+        Command::User { command } => user_command(command),
+        Command::Token { command } => token_command(command),
         Command::Capture { camera, config, data_dir } => {
             let cfg = Config::load(config.as_deref())?;
             let cam = cfg

@@ -6,6 +6,7 @@
 //! `[tls] mode` other than `off`, the same application is also served over HTTPS on
 //! `https_listen` (certificates from [`crate::tls`], hot-swapped through its resolver), and
 //! `http_listen` answers ACME HTTP-01 challenges and redirects everything else to HTTPS.
+//! Both application listeners sit behind the same access control ([`crate::auth`]).
 
 use crate::capture::feed::CameraFeed;
 use crate::capture::status::CameraStatus;
@@ -43,6 +44,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .set_buckets(&[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
         .ok()
         .and_then(|b| b.install_recorder().ok());
+
+    // Access control first: with authentication required and nobody able to log in, refuse
+    // to start before anything runs.
+    let auth = crate::auth::Auth::from_config(&cfg, opts.config_path.as_deref(), &data_dir)
+        .context("access control ([auth], docs/auth.md)")?;
+    if auth.required() {
+        tokio::spawn(crate::auth::session::persist_task(auth.sessions.clone(), data_dir.clone()));
+    }
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let exe = std::env::current_exe().context("locating the vigil executable")?;
@@ -149,19 +158,32 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         Some(t) => t.status.clone(),
         None => Arc::new(crate::tls::TlsStatus::new(&cfg.tls)),
     };
-    let router = app(
+    let routes = app(
         AppState { cameras: Arc::new(cameras), live, ingest: ingest.clone(), metrics, tls: tls_status },
         signaling_cfg,
     )
     .merge(crate::history::api::router(history.clone(), cfg.cameras.iter().map(|c| c.name.clone()).collect()))
-    .layer(tower_http::trace::TraceLayer::new_for_http());
+    .merge(crate::auth::router(auth.clone()));
+    // One guard per listener: it sets the cookie flags for its transport.
+    let router =
+        crate::auth::protect(routes.clone(), auth.clone(), false).layer(tower_http::trace::TraceLayer::new_for_http());
+    let https_router =
+        crate::auth::protect(routes, auth.clone(), true).layer(tower_http::trace::TraceLayer::new_for_http());
 
     if !listen.ip().is_loopback() {
-        tracing::warn!(
-            %listen,
-            "listening on a non-loopback address over plain HTTP with no authentication \
-             (keep [server] listen on loopback and set [tls] mode for HTTPS)"
-        );
+        if auth.required() {
+            tracing::warn!(
+                %listen,
+                "serving plain HTTP on a non-loopback address: passwords and session cookies cross the \
+                 network unencrypted (keep [server] listen on loopback and set [tls] mode for HTTPS)"
+            );
+        } else {
+            tracing::warn!(
+                %listen,
+                "listening on a non-loopback address over plain HTTP with no authentication \
+                 ([auth] required = false)"
+            );
+        }
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     tracing::info!(url = %format!("http://{}", listener.local_addr().unwrap_or(listen)), cameras = cfg.cameras.len(), "vigil serving");
@@ -191,7 +213,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             )
             .context("HTTPS listener")?
             .handle(handle.clone())
-            .serve(router.clone().into_make_service_with_connect_info::<SocketAddr>());
+            .serve(https_router.into_make_service_with_connect_info::<SocketAddr>());
             let redirect = crate::tls::http01::router(tls.challenges.clone(), https_addr.port())
                 .layer(tower_http::trace::TraceLayer::new_for_http());
             let http_server = axum::serve(http, redirect.into_make_service_with_connect_info::<SocketAddr>())

@@ -105,8 +105,15 @@
   class HttpError extends Error {
     constructor(status, text) { super(`HTTP ${status}: ${text.trim()}`); this.status = status; }
   }
+  // Not (or no longer) logged in: to the login page, back here afterwards.
+  function toLogin() {
+    if (window.__vigilToLogin) return;
+    window.__vigilToLogin = true;
+    location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search);
+  }
   async function get(url, kind) {
     const res = await fetch(url, { cache: 'no-store' });
+    if (res.status === 401) toLogin();
     if (!res.ok) throw new HttpError(res.status, await res.text().catch(() => ''));
     if (kind === 'json') return res.json();
     if (kind === 'buf') return { buf: await res.arrayBuffer(), res };
@@ -607,7 +614,65 @@
     link.download = `${S.camera}-${new Date(a).toISOString().replace(/[:.]/g, '-')}.mp4`;
     link.id = 'export-link';
     link.textContent = `Download MP4 (${fmtDur(b - a)})`;
-    el.append(link, ` ${fmt(a)} → ${fmt(b)}`);
+    el.append(link, ` ${fmt(a)} → ${fmt(b)} `, shareControls(link.getAttribute('href')));
+  }
+
+  // A signed link to the clip that opens without logging in until it expires
+  // (POST /api/share, docs/auth.md).
+  function shareControls(path) {
+    const box = document.createElement('span');
+    box.className = 'share';
+    const ttl = document.createElement('select');
+    ttl.id = 'share-ttl';
+    ttl.className = 'hbtn';
+    ttl.title = 'How long the shared link works';
+    for (const [v, label] of [['1h', '1 hour'], ['24h', '1 day'], ['7d', '7 days']]) {
+      const o = document.createElement('option');
+      o.value = v; o.textContent = label; o.selected = v === '24h';
+      ttl.appendChild(o);
+    }
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.id = 'share-link';
+    btn.className = 'hbtn';
+    btn.textContent = 'Copy share link';
+    btn.title = 'Copy a link that plays this clip without logging in, until it expires';
+    const out = document.createElement('input');
+    out.id = 'share-url';
+    out.className = 'hbtn';
+    out.readOnly = true;
+    out.hidden = true;
+    out.setAttribute('aria-label', 'Shared link');
+    btn.addEventListener('click', async () => {
+      btn.disabled = true;
+      try {
+        const res = await fetch('/api/share', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ path, ttl: ttl.value }),
+          cache: 'no-store',
+        });
+        const text = await res.text();
+        if (res.status === 401) toLogin();
+        if (!res.ok) throw new Error(text.trim().split('\n')[0] || `HTTP ${res.status}`);
+        const j = JSON.parse(text);
+        const url = new URL(j.path, location.origin).href;
+        out.value = url;
+        out.hidden = false;
+        out.select();
+        let copied = false;
+        try { await navigator.clipboard.writeText(url); copied = true; } catch (_) { /* no clipboard: the link is shown */ }
+        btn.textContent = copied ? 'Link copied' : 'Copy the link below';
+        log(`share link, expires ${j.expires}${copied ? ', copied' : ''}`, 'ok');
+      } catch (e) {
+        btn.textContent = 'Share failed';
+        log(`share: ${e.message}`, 'err');
+      } finally {
+        btn.disabled = false;
+      }
+    });
+    box.append(ttl, ' ', btn, ' ', out);
+    return box;
   }
 
   // ---------------------------------------------------------------------------

@@ -392,6 +392,7 @@
           throw new Error('server unreachable');
         }
         const body = await res.text();
+        if (res.status === 401) toLogin();
         if (res.status !== 201) {
           const line = body.trim().split('\n')[0].slice(0, 160);
           throw new Error('HTTP ' + res.status + (line ? ' ' + line : ''));
@@ -625,10 +626,18 @@
     $('#summary').textContent = total ? `${plural(total, 'camera')} · ${live} live` : '';
   }
 
+  // Not (or no longer) logged in: to the login page, back here afterwards.
+  function toLogin() {
+    if (window.__vigilToLogin) return;
+    window.__vigilToLogin = true;
+    location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search);
+  }
+
   async function refreshCameras() {
     let cams;
     try {
       const res = await fetch('/api/cameras', { cache: 'no-store', signal: AbortSignal.timeout ? AbortSignal.timeout(1800) : undefined });
+      if (res.status === 401) { toLogin(); return; }
       if (!res.ok) throw new Error('HTTP ' + res.status);
       cams = await res.json();
       if (!Array.isArray(cams)) throw new Error('unexpected response');

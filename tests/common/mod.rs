@@ -145,7 +145,17 @@ impl Server {
         Self::spawn(None)
     }
 
+    /// Start with the given config after `prepare(config_path)` ran in the server's directory
+    /// (e.g. `vigil user add --config <config_path>` writing the users file next to it).
+    pub fn start_prepared(config_toml: &str, prepare: impl FnOnce(&Path)) -> Server {
+        Self::spawn_prepared(Some(config_toml), prepare)
+    }
+
     fn spawn(config_toml: Option<&str>) -> Server {
+        Self::spawn_prepared(config_toml, |_| {})
+    }
+
+    fn spawn_prepared(config_toml: Option<&str>, prepare: impl FnOnce(&Path)) -> Server {
         let dir = tempfile::Builder::new().prefix("vigil-test-").tempdir().expect("tempdir");
         let port = free_port();
         let log_path = dir.path().join("vigil.log");
@@ -157,6 +167,7 @@ impl Server {
         if let Some(toml) = config_toml {
             let config = dir.path().join("vigil.toml");
             std::fs::write(&config, toml).expect("write config");
+            prepare(&config);
             cmd.arg("--config").arg(&config);
         }
         cmd.arg("--listen")
@@ -752,14 +763,16 @@ pub struct WhepClient {
 impl WhepClient {
     /// Offer (recvonly H.264), `POST {base_url}/whep/{camera}`, expect 201, apply the answer.
     pub fn connect(base_url: &str, camera: &str) -> Result<WhepClient> {
+        Self::connect_with(base_url, camera, &[])
+    }
+
+    /// [`WhepClient::connect`] with extra request headers (e.g. `Authorization: Bearer ...`).
+    pub fn connect_with(base_url: &str, camera: &str, extra: &[(&str, &str)]) -> Result<WhepClient> {
         let rx = Receiver::new(&[h264_recv_caps()])?;
         let url = format!("{base_url}/whep/{camera}");
-        let resp = http(
-            "POST",
-            &url,
-            &[("Content-Type", "application/sdp"), ("Accept", "application/sdp")],
-            Some(rx.offer()),
-        )?;
+        let mut headers = vec![("Content-Type", "application/sdp"), ("Accept", "application/sdp")];
+        headers.extend_from_slice(extra);
+        let resp = http("POST", &url, &headers, Some(rx.offer()))?;
         if resp.status != 201 {
             let refused = WhepRefused { status: resp.status, body: resp.body.clone() };
             return Err(
@@ -841,7 +854,12 @@ impl WhepClient {
 
     /// `DELETE` the session; returns the status.
     pub fn delete(&self) -> Result<u16> {
-        Ok(http("DELETE", &self.location, &[], None)?.status)
+        self.delete_with(&[])
+    }
+
+    /// `DELETE` the session with extra request headers; returns the status.
+    pub fn delete_with(&self, extra: &[(&str, &str)]) -> Result<u16> {
+        Ok(http("DELETE", &self.location, extra, None)?.status)
     }
 
     pub fn base(&self) -> &str {
