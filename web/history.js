@@ -135,11 +135,11 @@
   }
 
   // The run containing t, or the first one after it: {run, t} with t moved into it; null if none.
-  // Run starts are whole ms truncated from µs: ask for 1 ms later, or the server's
-  // "keyframe at or before start" picks the last GOP of the previous run.
+  // (Run starts are whole ms truncated from µs, so t may name a time just before the run's
+  // first frame: the server then starts at that run's first keyframe, never in the run before.)
   function snapToRun(t) {
     for (const r of S.runs) {
-      if (t < r.e - 50) return { run: r, t: Math.max(t, r.s + 1) };
+      if (t < r.e - 50) return { run: r, t: Math.max(t, r.s) };
     }
     return null;
   }

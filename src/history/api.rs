@@ -24,8 +24,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// Two recordings closer than this are one continuous run.
-const RUN_GAP_US: i64 = 250_000;
+use super::plan::RUN_GAP_US;
 /// Longest export in one request.
 const MAX_EXPORT_US: i64 = 24 * 3600 * 1_000_000;
 
