@@ -563,6 +563,8 @@
     setSpan(S.view.span * f, T(x, r.width), x / r.width);
   }, { passive: false });
 
+  // Hover thumbnails: thumbnail.jpg?t= answers with the thumbnail of the segment holding t
+  // (its first keyframe, 320 px wide), cached by the browser (immutable).
   const thumbs = new Map(); // rounded second -> object URL
   let tipTimer = null;
   function hover(t, x) {
@@ -583,7 +585,8 @@
     tipTimer = setTimeout(async () => {
       const cam = S.camera;
       try {
-        const res = await get(camUrl(`snapshot.jpg?t=${sec * 1000}`));
+        const res = await fetch(camUrl(`thumbnail.jpg?t=${sec * 1000}`));
+        if (!res.ok) throw new HttpError(res.status, await res.text().catch(() => ''));
         const url = URL.createObjectURL(await res.blob());
         if (thumbs.size > 200) { const [k, v] = thumbs.entries().next().value; URL.revokeObjectURL(v); thumbs.delete(k); }
         thumbs.set(sec, url);

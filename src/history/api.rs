@@ -4,6 +4,7 @@
 //! GET /api/cameras/{camera}/recordings?start=&end=[&segments=true]   runs [{start,end}] (+ segments)
 //! GET /api/cameras/{camera}/video.mp4?start=&end=                    MP4, moov first, Range → 206, ETag
 //! GET /api/cameras/{camera}/snapshot.jpg[?t=]                         JPEG of the latest frame or the frame at t
+//! GET /api/cameras/{camera}/thumbnail.jpg?t=                          the thumbnail of the segment holding t
 //! GET /api/cameras/{camera}/fmp4/init.mp4?start=&end=                 MSE init segment for the range
 //! GET /api/cameras/{camera}/fmp4/media.m4s?start=&end=[&base=]        moof+mdat per GOP; media time =
 //!                                                                     capture time − base (default: first keyframe)
@@ -94,6 +95,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(history: Arc<History>, cameras: 
         .route("/api/cameras/{camera}/recordings", get(recordings))
         .route("/api/cameras/{camera}/video.mp4", get(video_mp4))
         .route("/api/cameras/{camera}/snapshot.jpg", get(snapshot))
+        .route("/api/cameras/{camera}/thumbnail.jpg", get(thumbnail))
         .route("/api/cameras/{camera}/fmp4/init.mp4", get(fmp4_init))
         .route("/api/cameras/{camera}/fmp4/media.m4s", get(fmp4_media))
         .with_state(Arc::new(Api { history, cameras }))
@@ -523,6 +525,57 @@ async fn snapshot(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-cache")], jpeg).into_response())
+}
+
+/// `Cache-Control` of a closed segment's thumbnail: `t` always maps to the same segment, and a
+/// segment's first keyframe never changes.
+const THUMB_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+async fn thumbnail(
+    State(api): State<Arc<Api>>,
+    Path(camera): Path<String>,
+    Query(q): Query<SnapshotQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use super::snapshot::SnapshotError;
+    api.check_camera(&camera)?;
+    let t = q.t.as_deref().ok_or_else(|| ApiError::BadRequest("t is required (RFC 3339 or Unix ms)".into()))?;
+    let t = parse_time(t)?;
+    let rec = api
+        .history
+        .index()
+        .recording_at(&camera, t)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("nothing recorded at that time".into()))?;
+    let open = rec.state == "open";
+    if !open && t >= rec.end_us {
+        return Err(ApiError::NotFound("nothing recorded at that time (gap)".into()));
+    }
+    let jpeg = api.history.thumbnail(&api.history.files(&rec)).await.map_err(|e| match e {
+        SnapshotError::NoFrame => ApiError::NotFound("no frame recorded in that segment yet".into()),
+        SnapshotError::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ApiError::NotFound("the recording at that time is gone (deleted by retention)".into())
+        }
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    let etag = format!("\"{}\"", super::thumbnail::etag(&jpeg));
+    // An open segment may yet turn out to end before `t`: revalidate.
+    let cache = if open { "no-cache" } else { THUMB_IMMUTABLE };
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').map(str::trim).any(|tag| tag == "*" || tag == etag));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(resp)
 }
 
 fn tokio_stream_from<T: Send + 'static>(

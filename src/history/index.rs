@@ -212,6 +212,20 @@ impl Index {
         Ok(rows.iter().map(recording).collect::<Result<_, _>>()?)
     }
 
+    /// The camera's recording that starts at or before `t_us` (the latest such), if any: the
+    /// one holding `t_us` unless it ended before (a gap). One index probe.
+    pub async fn recording_at(&self, camera: &str, t_us: i64) -> Result<Option<Recording>, IndexError> {
+        let q = concat!(select_recording!(), " where c.name = $1 and r.start_us <= $2 order by r.start_us desc limit 1");
+        let row = sqlx::query(q).bind(camera).bind(t_us).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(recording).transpose()?)
+    }
+
+    /// Whether a recording row exists for `path` (not deleted, not in `garbage`).
+    pub async fn recording_exists(&self, path: &str) -> Result<bool, IndexError> {
+        let row = sqlx::query("select count(*) from recording where path = $1").bind(path).fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
     /// A camera's closed recordings, oldest first, at most `limit` (retention).
     pub async fn oldest_closed(&self, camera: &str, limit: i64) -> Result<Vec<Recording>, IndexError> {
         let q = concat!(select_recording!(), " where c.name = $1 and r.state = 'closed' order by r.start_us limit $2");
@@ -322,7 +336,12 @@ mod tests {
         assert_eq!(ix.usage("front").await.unwrap(), (15, 2));
         assert_eq!(ix.newest_start("front").await.unwrap(), Some(2_000));
         assert_eq!(ix.newest_start("other").await.unwrap(), None);
+        assert_eq!(ix.recording_at("front", 1_500).await.unwrap().map(|r| r.start_us), Some(1_000));
+        assert_eq!(ix.recording_at("front", 9_000).await.unwrap().map(|r| r.start_us), Some(2_000));
+        assert_eq!(ix.recording_at("front", 999).await.unwrap(), None);
+        assert!(ix.recording_exists("front/d/1.h264").await.unwrap());
         ix.move_to_garbage(&[all[0].id]).await.unwrap();
+        assert!(!ix.recording_exists("front/d/1.h264").await.unwrap());
         assert_eq!(ix.garbage().await.unwrap(), vec!["front/d/1.h264".to_owned()]);
         assert_eq!(ix.usage("front").await.unwrap(), (5, 1));
         ix.forget_garbage("front/d/1.h264").await.unwrap();
