@@ -7,6 +7,7 @@
 //! - [`retention`]: the sans-IO retention planner.
 //! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`, `thumbnail.jpg`);
 //!   [`snapshot`]: JPEGs; [`thumbnail`]: one per segment, made when it closes.
+//! - [`synth`]: a synthetic archive (copies of one real segment) for benchmarks.
 //!
 //! Muxing: builds MP4 files and fMP4 (MSE) segments on the fly from `.h264` + `.idx`
 //! (Moonfire-style: an immutable file of slices served per byte range, a format version in
@@ -50,6 +51,7 @@ pub mod plan;
 pub mod retention;
 pub mod service;
 pub mod snapshot;
+pub mod synth;
 pub mod thumbnail;
 
 pub use error::MuxError;
