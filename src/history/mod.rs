@@ -2,7 +2,8 @@
 //! and export of it without transcoding.
 //!
 //! Index and upkeep (docs/history.md):
-//! - [`index`]: every SQL statement (SQLite or PostgreSQL through sqlx `Any`).
+//! - [`index`]: every SQL statement (SQLite or PostgreSQL through sqlx `Any`); [`cache`]: the
+//!   in-memory copy of each camera's segment times that listings read.
 //! - [`service`]: segment events → rows, crash recovery, retention and garbage collection.
 //! - [`retention`]: the sans-IO retention planner.
 //! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`, `thumbnail.jpg`);
@@ -41,6 +42,7 @@
 
 pub mod api;
 pub mod boxes;
+pub mod cache;
 pub mod dump;
 pub mod error;
 pub mod fmp4;
