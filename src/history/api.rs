@@ -11,8 +11,8 @@
 //! ```
 //! Times are RFC 3339 (`2026-11-21T10:00:00Z`, offsets allowed) or Unix milliseconds.
 
+use super::cache::SegmentTimes;
 use super::error::MuxError;
-use super::index::Recording;
 use super::mp4::Mp4File;
 use super::plan::{FileSource, Plan, load_segment};
 use super::service::History;
@@ -194,11 +194,61 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 /// µs since the epoch → RFC 3339 with milliseconds.
 pub fn format_time(us: i64) -> String {
+    let mut b = [0u8; 24];
+    match format_time_into(us, &mut b) {
+        Some(s) => s.to_owned(),
+        None => {
+            let (secs, ms) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000) / 1000);
+            let sod = secs.rem_euclid(86_400);
+            let day = crate::segment::path::day_name(us);
+            format!("{day}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, sod / 60 % 60, sod % 60)
+        }
+    }
+}
+
+/// [`format_time`] into a buffer, without allocating (years 0–9999; `None` outside). Digits
+/// are written by hand: a listing formats two of these per segment (86,400 for a month of
+/// one-minute segments).
+fn format_time_into(us: i64, b: &mut [u8; 24]) -> Option<&str> {
     let secs = us.div_euclid(1_000_000);
     let ms = us.rem_euclid(1_000_000) / 1000;
-    let day = crate::segment::path::day_name(us);
     let sod = secs.rem_euclid(86_400);
-    format!("{day}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, sod / 60 % 60, sod % 60)
+    let (y, mo, d) = crate::segment::path::civil_from_days(secs.div_euclid(86_400));
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    let mut put = |at: usize, v: i64, width: usize| {
+        let mut v = v;
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y, 4);
+    put(5, i64::from(mo), 2);
+    put(8, i64::from(d), 2);
+    put(11, sod / 3600, 2);
+    put(14, sod / 60 % 60, 2);
+    put(17, sod % 60, 2);
+    put(20, ms, 3);
+    for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
+        b[i] = c;
+    }
+    // Only ASCII digits and separators were written.
+    std::str::from_utf8(&b[..]).ok()
+}
+
+/// An RFC 3339 time serialised without an intermediate `String`.
+struct JsonTime(i64);
+
+impl Serialize for JsonTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut b = [0u8; 24];
+        match format_time_into(self.0, &mut b) {
+            Some(t) => s.serialize_str(t),
+            None => s.serialize_str(&format_time(self.0)),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -211,8 +261,8 @@ struct Run {
 
 #[derive(Serialize)]
 struct SegmentJson {
-    start: String,
-    end: String,
+    start: JsonTime,
+    end: JsonTime,
     start_ms: i64,
     end_ms: i64,
     bytes: i64,
@@ -228,11 +278,12 @@ struct RecordingsJson {
     segments: Option<Vec<SegmentJson>>,
 }
 
-/// Merges recordings into continuous runs (gap ≤ [`RUN_GAP_US`]).
-pub fn runs(recs: &[Recording], open_end_us: i64) -> Vec<(i64, i64)> {
+/// Merges segments into continuous runs (gap ≤ [`RUN_GAP_US`]); an open one lasts until
+/// `open_end_us`.
+pub fn runs(recs: &[SegmentTimes], open_end_us: i64) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::new();
     for r in recs {
-        let end = if r.state == "open" { r.end_us.max(open_end_us) } else { r.end_us };
+        let end = if r.open { r.end_us.max(open_end_us) } else { r.end_us };
         match out.last_mut() {
             Some(last) if r.start_us - last.1 <= RUN_GAP_US => last.1 = last.1.max(end),
             _ => out.push((r.start_us, end)),
@@ -258,7 +309,7 @@ async fn recordings(
 ) -> Result<Response, ApiError> {
     api.check_camera(&camera)?;
     let (start, end) = time_range(&q, 7 * 86_400 * 1_000_000)?;
-    let recs = api.history.index().recordings(&camera, start, end).await?;
+    let recs = api.history.index().listing(&camera, start, end).await?;
     let now = super::service::now_us_pub();
     let runs = runs(&recs, now)
         .into_iter()
@@ -274,17 +325,22 @@ async fn recordings(
     let segments = q.segments.then(|| {
         recs.iter()
             .map(|r| SegmentJson {
-                start: format_time(r.start_us),
-                end: format_time(r.end_us),
+                start: JsonTime(r.start_us),
+                end: JsonTime(r.end_us),
                 start_ms: r.start_us.div_euclid(1000),
                 end_ms: r.end_us.div_euclid(1000),
                 bytes: r.bytes,
                 frames: r.frames,
-                open: r.state == "open",
+                open: r.open,
             })
             .collect()
     });
-    Ok(axum::Json(RecordingsJson { camera, runs, segments }).into_response())
+    let n = segments.as_ref().map_or(0, Vec::len);
+    let json = RecordingsJson { camera, runs, segments };
+    // ~165 bytes a segment: one allocation for a month of them.
+    let mut body = Vec::with_capacity(512 + n * 176);
+    serde_json::to_writer(&mut body, &json).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `len`.
@@ -594,6 +650,12 @@ mod tests {
         assert_eq!(parse_time("2026-11-22T00:00:00Z").unwrap(), 1_795_305_600_000_000);
         assert_eq!(parse_time("2026-11-22T01:00:00.5+01:00").unwrap(), 1_795_305_600_500_000);
         assert_eq!(format_time(1_795_305_600_500_000), "2026-11-22T00:00:00.500Z");
+        assert_eq!(format_time(1_795_391_999_999_999), "2026-11-22T23:59:59.999Z");
+        assert_eq!(format_time(951_782_400_123_456), "2000-02-29T00:00:00.123Z");
+        assert_eq!(format_time(-1), "1969-12-31T23:59:59.999Z");
+        for us in [i64::MIN, i64::MAX, -62_167_219_200_000_001] {
+            assert!(format_time(us).ends_with('Z'), "{us}");
+        }
         for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-22T00:00:00", "2026-11-22T00:00:00.Z", "1-2"] {
             assert!(parse_time(bad).is_err(), "{bad:?}");
         }
@@ -612,16 +674,7 @@ mod tests {
 
     #[test]
     fn runs_merge_adjacent_and_split_at_gaps() {
-        let r = |s: i64, e: i64| Recording {
-            id: 0,
-            camera: "c".into(),
-            path: String::new(),
-            start_us: s,
-            end_us: e,
-            bytes: 0,
-            frames: 0,
-            state: "closed".into(),
-        };
+        let r = |s: i64, e: i64| SegmentTimes { start_us: s, end_us: e, bytes: 0, frames: 0, open: false };
         let recs = [r(0, 1_000_000), r(1_000_000, 2_000_000), r(5_000_000, 6_000_000)];
         assert_eq!(runs(&recs, 0), vec![(0, 2_000_000), (5_000_000, 6_000_000)]);
     }
