@@ -51,7 +51,11 @@ retain_bytes = 24000000
 
 /// Thumbnails on disk whose segment (`.h264`) is gone.
 fn orphan_thumbnails(data_dir: &std::path::Path) -> Vec<PathBuf> {
-    thumbnail_files(data_dir, CAMERA).into_iter().map(|(_, p)| p).filter(|p| !p.with_extension("h264").exists()).collect()
+    thumbnail_files(data_dir, CAMERA)
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| !p.with_extension("h264").exists())
+        .collect()
 }
 
 /// Waits (10 s) until no thumbnail is left without its segment (deletion unlinks the

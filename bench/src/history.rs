@@ -320,22 +320,37 @@ fn runs_of(body: &[u8]) -> Result<Vec<(i64, i64)>> {
 fn human(r: &Report, a: &HistoryArgs) -> String {
     let mut s = String::new();
     let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<40} {v}\n"));
-    let ms = |m: &Ms| format!("median {:.2} ms, p95 {:.2}, min {:.2}, max {:.2} (n={})", m.median, m.p95, m.min, m.max, m.n);
+    let ms =
+        |m: &Ms| format!("median {:.2} ms, p95 {:.2}, min {:.2}, max {:.2} (n={})", m.median, m.p95, m.min, m.max, m.n);
     let l = &r.listing;
     row("target", format!("{}/api/cameras/{}", r.url, r.camera));
     row("listed", format!("{} days: {} segments in {} runs", a.days, l.segments, l.runs));
-    row("listing, runs only", format!("{} ({} bytes; first {:.2} ms)", ms(&l.runs_only_ms), l.runs_only_bytes, l.runs_only_first_ms));
+    row(
+        "listing, runs only",
+        format!("{} ({} bytes; first {:.2} ms)", ms(&l.runs_only_ms), l.runs_only_bytes, l.runs_only_first_ms),
+    );
     row(
         "listing, &segments=true",
-        format!("{} ({} bytes; first {:.2} ms)", ms(&l.with_segments_ms), l.with_segments_bytes, l.with_segments_first_ms),
+        format!(
+            "{} ({} bytes; first {:.2} ms)",
+            ms(&l.with_segments_ms),
+            l.with_segments_bytes,
+            l.with_segments_first_ms
+        ),
     );
     let e = &r.export;
     row("export range", format!("{}..{} ({:?}), {} bytes", e.start_ms, e.end_ms, a.export_len, e.bytes));
     row("export time to first byte", ms(&e.ttfb_ms));
     row("export whole file", ms(&e.total_ms));
-    row("export throughput (median)", format!("{:.1} MB/s = {:.0} × real time", e.mb_per_s_median, e.x_real_time_median));
+    row(
+        "export throughput (median)",
+        format!("{:.1} MB/s = {:.0} × real time", e.mb_per_s_median, e.x_real_time_median),
+    );
     let k = &r.seek;
-    row("seek: fMP4 fragment at random t", format!("{:?} of media each, t in {}..{}", a.seek_len, k.range_start_ms, k.range_end_ms));
+    row(
+        "seek: fMP4 fragment at random t",
+        format!("{:?} of media each, t in {}..{}", a.seek_len, k.range_start_ms, k.range_end_ms),
+    );
     row("seek time to first byte", ms(&k.ttfb_ms));
     row("seek whole response", format!("{} ({:.0} bytes median)", ms(&k.total_ms), k.bytes_median));
     for n in &r.notes {

@@ -233,14 +233,16 @@ impl Index {
     /// The camera's recording that starts at or before `t_us` (the latest such), if any: the
     /// one holding `t_us` unless it ended before (a gap). One index probe.
     pub async fn recording_at(&self, camera: &str, t_us: i64) -> Result<Option<Recording>, IndexError> {
-        let q = concat!(select_recording!(), " where c.name = $1 and r.start_us <= $2 order by r.start_us desc limit 1");
+        let q =
+            concat!(select_recording!(), " where c.name = $1 and r.start_us <= $2 order by r.start_us desc limit 1");
         let row = sqlx::query(q).bind(camera).bind(t_us).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(recording).transpose()?)
     }
 
     /// Whether a recording row exists for `path` (not deleted, not in `garbage`).
     pub async fn recording_exists(&self, path: &str) -> Result<bool, IndexError> {
-        let row = sqlx::query("select count(*) from recording where path = $1").bind(path).fetch_one(&self.pool).await?;
+        let row =
+            sqlx::query("select count(*) from recording where path = $1").bind(path).fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
@@ -282,8 +284,10 @@ impl Index {
         let id = match cache.id(camera) {
             Some(id) => id,
             None => {
-                let row =
-                    sqlx::query("select id from camera where name = $1").bind(camera).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("select id from camera where name = $1")
+                    .bind(camera)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 let Some(id) = row.map(|r| r.try_get::<i64, _>(0)).transpose()? else {
                     return Ok(Vec::new());
                 };
@@ -414,7 +418,10 @@ mod tests {
         assert_eq!(ix.recordings("front", 1_500, 2_500).await.unwrap().len(), 2);
         // The listing (from memory once loaded) follows every change.
         let starts = |v: Vec<SegmentTimes>| v.iter().map(|s| (s.start_us, s.end_us, s.open)).collect::<Vec<_>>();
-        assert_eq!(starts(ix.listing("front", 0, i64::MAX).await.unwrap()), vec![(1_000, 2_000, false), (2_000, 3_000, false)]);
+        assert_eq!(
+            starts(ix.listing("front", 0, i64::MAX).await.unwrap()),
+            vec![(1_000, 2_000, false), (2_000, 3_000, false)]
+        );
         assert!(ix.listing("nobody", 0, i64::MAX).await.unwrap().is_empty());
         ix.insert_open(cam, "front/d/4.h264", 4_000).await.unwrap();
         assert_eq!(starts(ix.listing("front", 5_000, 6_000).await.unwrap()), vec![(4_000, 4_000, true)]);

@@ -473,7 +473,8 @@ mod tests {
         let ix = Index::open(None, &data_dir).await.unwrap();
         let h = History::new(ix.clone(), data_dir.clone(), Vec::new(), Leases::new(), 0);
         let cam = ix.camera_id("c").await.unwrap();
-        let segs = [SegmentFiles::new(&data_dir.join("c"), 1_000_000), SegmentFiles::new(&data_dir.join("c"), 2_000_000)];
+        let segs =
+            [SegmentFiles::new(&data_dir.join("c"), 1_000_000), SegmentFiles::new(&data_dir.join("c"), 2_000_000)];
         for f in &segs {
             std::fs::create_dir_all(f.dir()).unwrap();
             std::fs::write(&f.data, b"x").unwrap();

@@ -122,7 +122,8 @@ fn encode_jpeg(sample: &gst::Sample, max_width: Option<u32>) -> Result<Vec<u8>, 
         Some(max) => {
             let s = caps.structure(0).ok_or_else(|| SnapshotError::Decode("decoded frame has empty caps".into()))?;
             let dim = |k: &str| s.get::<i32>(k).ok().and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
-            let (w, h) = dim("width").zip(dim("height")).ok_or_else(|| SnapshotError::Decode("no frame size".into()))?;
+            let (w, h) =
+                dim("width").zip(dim("height")).ok_or_else(|| SnapshotError::Decode("no frame size".into()))?;
             let par = s
                 .get::<gst::Fraction>("pixel-aspect-ratio")
                 .ok()
