@@ -152,7 +152,7 @@ pub async fn synthesize(o: &SynthOptions) -> Result<SynthReport, SynthError> {
         index.close(cam, &rel, seg_start, &info).await?;
         rep.segments += 1;
         rep.listed_bytes += bytes;
-        if rep.segments % 5000 == 0 {
+        if rep.segments.is_multiple_of(5000) {
             tracing::info!(segments = rep.segments, of = o.count, "synthesizing");
         }
     }
