@@ -11,8 +11,8 @@
 //! ```
 //! Times are RFC 3339 (`2026-11-21T10:00:00Z`, offsets allowed) or Unix milliseconds.
 
-use super::cache::SegmentTimes;
 use super::error::MuxError;
+use super::listing::{self, format_time, recordings_json, runs};
 use super::mp4::Mp4File;
 use super::plan::{FileSource, Plan, load_segment};
 use super::service::History;
@@ -22,10 +22,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::Arc;
 
-use super::plan::RUN_GAP_US;
 /// Longest export in one request.
 const MAX_EXPORT_US: i64 = 24 * 3600 * 1_000_000;
 
@@ -124,172 +123,9 @@ struct RangeQuery {
     segments: bool,
 }
 
-/// Parses RFC 3339 or Unix milliseconds into µs since the epoch.
+/// Parses RFC 3339 or Unix milliseconds into µs since the epoch (400 if neither).
 pub fn parse_time(s: &str) -> Result<i64, ApiError> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !s[1..].contains('-') {
-        return s
-            .parse::<i64>()
-            .ok()
-            .and_then(|ms| ms.checked_mul(1000))
-            .ok_or_else(|| ApiError::BadRequest(format!("bad time {s:?}")));
-    }
-    rfc3339_us(s).ok_or_else(|| ApiError::BadRequest(format!("bad time {s:?}: expected RFC 3339 or Unix ms")))
-}
-
-fn rfc3339_us(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_us = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = s.get(start..i)?;
-        if digits.is_empty() {
-            return None;
-        }
-        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(6).collect();
-        frac_us = padded.parse().ok()?;
-    }
-    let offset_s = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (tz[1..3].parse::<i64>().ok()? * 3600 + tz[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo as u32, d as u32);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    secs.checked_mul(1_000_000)?.checked_add(frac_us)
-}
-
-/// (year, month, day) → days since 1970-01-01 (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// µs since the epoch → RFC 3339 with milliseconds.
-pub fn format_time(us: i64) -> String {
-    let mut b = [0u8; 24];
-    match format_time_into(us, &mut b) {
-        Some(s) => s.to_owned(),
-        None => {
-            let (secs, ms) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000) / 1000);
-            let sod = secs.rem_euclid(86_400);
-            let day = crate::segment::path::day_name(us);
-            format!("{day}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, sod / 60 % 60, sod % 60)
-        }
-    }
-}
-
-/// [`format_time`] into a buffer, without allocating (years 0–9999; `None` outside). Digits
-/// are written by hand: a listing formats two of these per segment (86,400 for a month of
-/// one-minute segments).
-fn format_time_into(us: i64, b: &mut [u8; 24]) -> Option<&str> {
-    let secs = us.div_euclid(1_000_000);
-    let ms = us.rem_euclid(1_000_000) / 1000;
-    let sod = secs.rem_euclid(86_400);
-    let (y, mo, d) = crate::segment::path::civil_from_days(secs.div_euclid(86_400));
-    if !(0..=9999).contains(&y) {
-        return None;
-    }
-    let mut put = |at: usize, v: i64, width: usize| {
-        let mut v = v;
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, y, 4);
-    put(5, i64::from(mo), 2);
-    put(8, i64::from(d), 2);
-    put(11, sod / 3600, 2);
-    put(14, sod / 60 % 60, 2);
-    put(17, sod % 60, 2);
-    put(20, ms, 3);
-    for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
-        b[i] = c;
-    }
-    // Only ASCII digits and separators were written.
-    std::str::from_utf8(&b[..]).ok()
-}
-
-/// An RFC 3339 time serialised without an intermediate `String`.
-struct JsonTime(i64);
-
-impl Serialize for JsonTime {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut b = [0u8; 24];
-        match format_time_into(self.0, &mut b) {
-            Some(t) => s.serialize_str(t),
-            None => s.serialize_str(&format_time(self.0)),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Run {
-    start: String,
-    end: String,
-    start_ms: i64,
-    end_ms: i64,
-}
-
-#[derive(Serialize)]
-struct SegmentJson {
-    start: JsonTime,
-    end: JsonTime,
-    start_ms: i64,
-    end_ms: i64,
-    bytes: i64,
-    frames: i64,
-    open: bool,
-}
-
-#[derive(Serialize)]
-struct RecordingsJson {
-    camera: String,
-    runs: Vec<Run>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    segments: Option<Vec<SegmentJson>>,
-}
-
-/// Merges segments into continuous runs (gap ≤ [`RUN_GAP_US`]); an open one lasts until
-/// `open_end_us`.
-pub fn runs(recs: &[SegmentTimes], open_end_us: i64) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for r in recs {
-        let end = if r.open { r.end_us.max(open_end_us) } else { r.end_us };
-        match out.last_mut() {
-            Some(last) if r.start_us - last.1 <= RUN_GAP_US => last.1 = last.1.max(end),
-            _ => out.push((r.start_us, end)),
-        }
-    }
-    out
+    listing::parse_time(s).map_err(ApiError::BadRequest)
 }
 
 fn time_range(q: &RangeQuery, default_span_us: i64) -> Result<(i64, i64), ApiError> {
@@ -311,35 +147,9 @@ async fn recordings(
     let (start, end) = time_range(&q, 7 * 86_400 * 1_000_000)?;
     let recs = api.history.index().listing(&camera, start, end).await?;
     let now = super::service::now_us_pub();
-    let runs = runs(&recs, now)
-        .into_iter()
-        .map(|(s, e)| (s.max(start), e.min(end)))
-        .filter(|(s, e)| s < e)
-        .map(|(s, e)| Run {
-            start: format_time(s),
-            end: format_time(e),
-            start_ms: s.div_euclid(1000),
-            end_ms: e.div_euclid(1000),
-        })
-        .collect();
-    let segments = q.segments.then(|| {
-        recs.iter()
-            .map(|r| SegmentJson {
-                start: JsonTime(r.start_us),
-                end: JsonTime(r.end_us),
-                start_ms: r.start_us.div_euclid(1000),
-                end_ms: r.end_us.div_euclid(1000),
-                bytes: r.bytes,
-                frames: r.frames,
-                open: r.open,
-            })
-            .collect()
-    });
-    let n = segments.as_ref().map_or(0, Vec::len);
-    let json = RecordingsJson { camera, runs, segments };
-    // ~165 bytes a segment: one allocation for a month of them.
-    let mut body = Vec::with_capacity(512 + n * 176);
-    serde_json::to_writer(&mut body, &json).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let runs: Vec<(i64, i64)> =
+        runs(&recs, now).into_iter().map(|(s, e)| (s.max(start), e.min(end))).filter(|(s, e)| s < e).collect();
+    let body = recordings_json(&camera, &runs, q.segments.then_some(&recs[..]));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -645,23 +455,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times() {
-        assert_eq!(parse_time("1700000000123").unwrap(), 1_700_000_000_123_000);
-        assert_eq!(parse_time("2026-11-22T00:00:00Z").unwrap(), 1_795_305_600_000_000);
-        assert_eq!(parse_time("2026-11-22T01:00:00.5+01:00").unwrap(), 1_795_305_600_500_000);
-        assert_eq!(format_time(1_795_305_600_500_000), "2026-11-22T00:00:00.500Z");
-        assert_eq!(format_time(1_795_391_999_999_999), "2026-11-22T23:59:59.999Z");
-        assert_eq!(format_time(951_782_400_123_456), "2000-02-29T00:00:00.123Z");
-        assert_eq!(format_time(-1), "1969-12-31T23:59:59.999Z");
-        for us in [i64::MIN, i64::MAX, -62_167_219_200_000_001] {
-            assert!(format_time(us).ends_with('Z'), "{us}");
-        }
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-22T00:00:00", "2026-11-22T00:00:00.Z", "1-2"] {
-            assert!(parse_time(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn byte_ranges() {
         assert_eq!(parse_range("bytes=0-9", 100), Some(Ok(0..10)));
         assert_eq!(parse_range("bytes=90-", 100), Some(Ok(90..100)));
@@ -670,12 +463,5 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
-    }
-
-    #[test]
-    fn runs_merge_adjacent_and_split_at_gaps() {
-        let r = |s: i64, e: i64| SegmentTimes { start_us: s, end_us: e, bytes: 0, frames: 0, open: false };
-        let recs = [r(0, 1_000_000), r(1_000_000, 2_000_000), r(5_000_000, 6_000_000)];
-        assert_eq!(runs(&recs, 0), vec![(0, 2_000_000), (5_000_000, 6_000_000)]);
     }
 }

@@ -7,6 +7,7 @@
 //! - [`service`]: segment events → rows, crash recovery, retention and garbage collection.
 //! - [`retention`]: the sans-IO retention planner.
 //! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`, `thumbnail.jpg`);
+//!   [`listing`]: runs, times and the listing JSON;
 //!   [`snapshot`]: JPEGs; [`thumbnail`]: one per segment, made when it closes.
 //! - [`synth`]: a synthetic archive (copies of one real segment) for benchmarks.
 //!
@@ -48,6 +49,7 @@ pub mod error;
 pub mod fmp4;
 pub mod h264;
 pub mod index;
+pub mod listing;
 pub mod mp4;
 pub mod plan;
 pub mod retention;
