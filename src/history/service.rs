@@ -43,6 +43,8 @@ pub struct History {
     /// Held while recording rows leave the index (to `garbage`, or deleted) and while a
     /// thumbnail is written after checking that its row exists.
     deletion: Arc<tokio::sync::Mutex<()>>,
+    /// Bounds the thumbnails being made at once ([`thumbnail::MAX_MAKING`]).
+    making: Arc<tokio::sync::Semaphore>,
 }
 
 /// What recovery did (for logs and tests).
@@ -84,6 +86,7 @@ impl History {
             min_free_bytes,
             thumbnails: Thumbnails::new(),
             deletion: Arc::default(),
+            making: Arc::new(tokio::sync::Semaphore::new(thumbnail::MAX_MAKING)),
         }
     }
 
@@ -330,12 +333,16 @@ impl History {
 
 impl History {
     /// The thumbnail of a segment: the kept file when there is a complete one, else made now
-    /// (and kept if the segment is still indexed).
+    /// (and kept if the segment is still indexed), at most [`thumbnail::MAX_MAKING`] at once.
     pub async fn thumbnail(&self, files: &SegmentFiles) -> Result<Vec<u8>, SnapshotError> {
         let path = thumbnail::path_of(&files.data);
-        if let Ok(b) = tokio::fs::read(&path).await
-            && thumbnail::is_complete_jpeg(&b)
-        {
+        let kept = || async { tokio::fs::read(&path).await.ok().filter(|b| thumbnail::is_complete_jpeg(b)) };
+        if let Some(b) = kept().await {
+            return Ok(b);
+        }
+        let _making = self.making.acquire().await.map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        // Made by another request while this one waited?
+        if let Some(b) = kept().await {
             return Ok(b);
         }
         let f2 = files.clone();
