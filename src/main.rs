@@ -1,6 +1,7 @@
 //! The `vigil` command line: `serve` runs the server, `capture` is the per-camera child
 //! process the server supervises (it can also be run by hand to test a source), `user` and
-//! `token` manage who may log in (docs/auth.md).
+//! `token` manage who may log in (docs/auth.md). `synth-archive` (hidden) builds a synthetic
+//! archive for benchmarks (BENCHMARKS.md).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -51,6 +52,31 @@ enum Command {
         /// Data directory (overrides `[server] data_dir`).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Benchmark fixture: COUNT consecutive copies of one real segment, indexed, ending now.
+    #[command(hide = true)]
+    SynthArchive {
+        /// Data directory to fill (the camera's directory must hold no segment).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Camera name.
+        #[arg(long, default_value = "test")]
+        camera: String,
+        /// A real recorded `<start_us>.h264` (its `.idx` beside it), on the same filesystem.
+        #[arg(long)]
+        from: PathBuf,
+        /// Number of segments (43,200 one-minute segments = 30 days).
+        #[arg(long, default_value_t = 43_200)]
+        count: usize,
+        /// The newest this many segments are full copies (the rest are hard links).
+        #[arg(long, default_value_t = 60)]
+        real_copies: usize,
+        /// The archive ends at this Unix time in ms (default: now).
+        #[arg(long)]
+        end_ms: Option<i64>,
+        /// PostgreSQL URL (default: SQLite in the data directory).
+        #[arg(long)]
+        database_url: Option<String>,
     },
 }
 
@@ -264,6 +290,27 @@ fn main() -> anyhow::Result<()> {
                 tracing::error!(camera, "capture failed: {e:#}");
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::SynthArchive { data_dir, camera, from, count, real_copies, end_ms, database_url } => {
+            std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let data_dir = data_dir.canonicalize()?;
+            let end_us = match end_ms {
+                Some(ms) => ms.checked_mul(1000).context("end_ms out of range")?,
+                None => vigil::history::service::now_us_pub(),
+            };
+            let opts = vigil::history::synth::SynthOptions {
+                data_dir,
+                database_url,
+                camera,
+                source: from,
+                count,
+                end_us,
+                real_copies,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let report = rt.block_on(vigil::history::synth::synthesize(&opts))?;
+            tracing::info!(report = %serde_json::to_string(&report)?, "synthetic archive ready");
             Ok(())
         }
     }

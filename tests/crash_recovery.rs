@@ -3,7 +3,9 @@
 //! partial access unit), and a new server starts on the same data directory. What a user
 //! gets: the segment is closed at its last complete access unit (byte-exact files), at most
 //! about a second before the kill is missing, it exports as a playable MP4 with every frame,
-//! and no recording is left open but the new capture's.
+//! and no recording is left open but the new capture's. Its thumbnail, never made (the
+//! writer never closed it), is made when asked for and kept; the gap between the kill and the
+//! new capture has none.
 
 mod common;
 mod history_support;
@@ -15,8 +17,8 @@ use std::time::Duration;
 
 use common::{Server, serial, wait_for};
 use history_support::{
-    FPS, FRAME_MS, Restarted, config, decode_errors, get, keep_artifact, now_ms, probe, read_idx, recordings,
-    segment_files,
+    FPS, FRAME_MS, Restarted, config, decode_errors, get, keep_artifact, now_ms, probe, probe_image, read_idx,
+    recordings, segment_files,
 };
 
 const CAMERA: &str = "porch";
@@ -168,6 +170,21 @@ fn kill9_mid_segment_loses_at_most_a_second_and_recovers_byte_exact() {
     assert_eq!(db_count(&db, "select count(*) from recording where state = 'open'"), 1, "open rows in vigil.db");
     assert_eq!(db_count(&db, "select count(*) from recording where state = 'closed'"), 1, "closed rows in vigil.db");
     assert_eq!(db_count(&db, "select count(*) from garbage"), 0, "garbage rows");
+
+    // Thumbnails: the recovered segment has none yet; asked for, it is made and kept.
+    let thumb = h264.with_extension("jpg");
+    assert!(!thumb.exists(), "no thumbnail for a segment its writer never closed: {}", thumb.display());
+    let path = format!("/api/cameras/{CAMERA}/thumbnail.jpg?t={}", old.start_ms + 1_000);
+    let r = get(port, &path, &[]);
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/jpeg")), "GET {path}: {}", r.text());
+    assert!(thumb.exists() && std::fs::read(&thumb).unwrap() == r.body, "kept as {}", thumb.display());
+    assert_eq!(probe_image(&thumb), ("mjpeg".to_owned(), 320, 180), "{}", thumb.display());
+    let new_start = listing.open()[0].start_ms;
+    assert!(new_start - old.end_ms >= 2, "a gap between the old segment and the new capture: {}", listing.json);
+    let gap = (old.end_ms + new_start) / 2;
+    let path = format!("/api/cameras/{CAMERA}/thumbnail.jpg?t={gap}");
+    let r = get(port, &path, &[]);
+    assert_eq!(r.status, 404, "GET {path} (in the gap {}..{new_start}): {}", old.end_ms, r.text());
 
     // The torn segment plays up to its last complete AU.
     let path = format!("/api/cameras/{CAMERA}/video.mp4?start={}&end={}", old.start_ms, old.end_ms);

@@ -2,7 +2,9 @@
 //! pattern recorded in 2 s segments is listed (segments, one continuous run), and a range that
 //! crosses segment boundaries and starts mid-GOP is exported as one MP4 that ffprobe and ffmpeg
 //! accept with the requested duration and frame count. Byte ranges, the ETag and the error
-//! statuses are what a browser or a download tool would see.
+//! statuses are what a browser or a download tool would see. Each closed segment gets a
+//! thumbnail file without anyone asking, served by time as a 320x180 JPEG (made again when
+//! its file is gone), with cache headers; a time with no recording is a 404.
 
 mod common;
 mod history_support;
@@ -10,7 +12,10 @@ mod history_support;
 use std::time::Duration;
 
 use common::{Server, http, serial, wait_for};
-use history_support::{FPS, FRAME_MS, Listing, config, decode_errors, get, keep_artifact, probe, recordings};
+use history_support::{
+    FPS, FRAME_MS, Listing, config, decode_errors, get, keep_artifact, probe, probe_image, recordings, segment_files,
+    thumbnail_files,
+};
 
 const CAMERA: &str = "yard";
 
@@ -149,4 +154,78 @@ fn recorded_segments_are_listed_and_export_as_playable_mp4() {
             assert_eq!(r.header("content-range"), Some(format!("bytes */{n}").as_str()), "416 names the length");
         }
     }
+
+    thumbnails(&server, &l);
+}
+
+/// Thumbnails of the closed segments in `l`: made in the background when each segment
+/// closed, served by time, made again on demand when the file is gone.
+fn thumbnails(server: &Server, l: &Listing) {
+    let port = server.port();
+    let data_dir = server.data_dir();
+    let closed = l.closed();
+    // The worker made one beside each closed segment (nobody has asked for one yet).
+    let mut on_disk = Vec::new();
+    wait_for(Duration::from_secs(20), "a .jpg beside each closed segment", || {
+        on_disk = thumbnail_files(&data_dir, CAMERA);
+        closed.iter().all(|s| on_disk.iter().any(|(us, _)| us / 1000 == s.start_ms)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: thumbnails {on_disk:?}, segments {:?}", segment_files(&data_dir, CAMERA)));
+    let file_of = |start_ms: i64| {
+        thumbnail_files(&data_dir, CAMERA).into_iter().find(|(us, _)| us / 1000 == start_ms).map(|(_, p)| p)
+    };
+
+    let seg = closed[1];
+    let path = format!("/api/cameras/{CAMERA}/thumbnail.jpg?t={}", seg.start_ms + 700);
+    let r = get(port, &path, &[]);
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    assert_eq!(r.header("content-type"), Some("image/jpeg"), "GET {path}");
+    let cache = r.header("cache-control").unwrap_or_default();
+    assert!(cache.contains("immutable") && cache.contains("max-age="), "GET {path}: Cache-Control {cache:?}");
+    let etag = r.header("etag").unwrap_or_else(|| panic!("GET {path}: no ETag in {:?}", r.headers)).to_owned();
+    let kept = file_of(seg.start_ms).expect("the segment's .jpg");
+    assert!(r.body == std::fs::read(&kept).unwrap(), "GET {path}: the body is the segment's {}", kept.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let jpg = tmp.path().join("thumb.jpg");
+    std::fs::write(&jpg, &r.body).unwrap();
+    keep_artifact(&jpg, "history-thumbnail.jpg");
+    assert_eq!(probe_image(&jpg), ("mjpeg".to_owned(), 320, 180), "GET {path}: a 640x360 picture scaled to 320 wide");
+
+    // Revalidation: 304 with the same tag. RFC 3339 times name the same thumbnail.
+    let r304 = get(port, &path, &[("If-None-Match", &etag)]);
+    assert_eq!(r304.status, 304, "GET {path} If-None-Match: {}", r304.text());
+    assert!(r304.body.is_empty() && r304.header("etag") == Some(etag.as_str()), "304: {:?}", r304.headers);
+    let secs = (seg.start_ms + 700).div_euclid(1000);
+    let rfc = format!("{}.{:03}Z", rfc3339_seconds(secs), (seg.start_ms + 700).rem_euclid(1000));
+    let by_rfc = get(port, &format!("/api/cameras/{CAMERA}/thumbnail.jpg?t={rfc}"), &[]);
+    assert_eq!((by_rfc.status, by_rfc.header("etag")), (200, Some(etag.as_str())), "t={rfc}: {}", by_rfc.text());
+
+    // A thumbnail whose file is gone is made again, the same, and kept.
+    std::fs::remove_file(&kept).unwrap();
+    let again = get(port, &path, &[]);
+    assert_eq!(again.status, 200, "GET {path} after deleting {}: {}", kept.display(), again.text());
+    assert!(again.body == r.body, "made again: the same picture");
+    assert!(kept.exists(), "made again and kept as {}", kept.display());
+
+    // No recording at that time, unknown camera, no or bad time: a status and one line.
+    let before = closed[0].start_ms - 3_600_000;
+    for (p, want) in [
+        (format!("/api/cameras/{CAMERA}/thumbnail.jpg?t={before}"), 404),
+        (format!("/api/cameras/nosuchcam/thumbnail.jpg?t={}", seg.start_ms), 404),
+        (format!("/api/cameras/{CAMERA}/thumbnail.jpg"), 400),
+        (format!("/api/cameras/{CAMERA}/thumbnail.jpg?t=yesterday"), 400),
+    ] {
+        let r = http("GET", &server.url(&p), &[], None).unwrap();
+        assert_eq!(r.status, want, "GET {p}: {:?}", r.body);
+        assert_one_line(&format!("GET {p}"), &r.body);
+    }
+}
+
+/// Unix seconds → `YYYY-MM-DDTHH:MM:SS` (UTC).
+fn rfc3339_seconds(secs: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .expect("run date");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -2,7 +2,8 @@
 //! recordings, stays within budget + one segment, never leaves a hole in the middle, and
 //! removes the files from disk. A segment that an export is still reading is not deleted
 //! under it: a slow download of the oldest recordings completes in full and plays, and the
-//! segment goes once the download is done.
+//! segment goes once the download is done. Every segment gets a thumbnail (`.jpg`), and no
+//! thumbnail outlives its segment.
 //!
 //! Sizes: the slow export must be larger than what the server can have read ahead of the
 //! reader, or it is done with its segments (and rightly lets them go) long before the download
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use common::{Server, serial, wait_for};
 use history_support::{
     FPS, FRAME_MS, Listing, SlowDownload, decode_errors, keep_artifact, probe, recordings, segment_files,
+    thumbnail_files,
 };
 
 const CAMERA: &str = "gate";
@@ -46,6 +48,26 @@ segment_seconds = 2
 encoder = "x264"
 retain_bytes = 24000000
 "#;
+
+/// Thumbnails on disk whose segment (`.h264`) is gone.
+fn orphan_thumbnails(data_dir: &std::path::Path) -> Vec<PathBuf> {
+    thumbnail_files(data_dir, CAMERA)
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| !p.with_extension("h264").exists())
+        .collect()
+}
+
+/// Waits (10 s) until no thumbnail is left without its segment (deletion unlinks the
+/// `.h264` a moment before the `.jpg`).
+fn assert_no_orphan_thumbnails(data_dir: &std::path::Path, when: &str) {
+    let mut orphans = Vec::new();
+    wait_for(Duration::from_secs(10), "no thumbnail without its segment", || {
+        orphans = orphan_thumbnails(data_dir);
+        orphans.is_empty().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{when}: {e}: {orphans:?}"));
+}
 
 fn closed_bytes(l: &Listing) -> i64 {
     l.segments.iter().map(|s| s.bytes).sum()
@@ -84,7 +106,7 @@ fn oldest_segments_go_first_within_budget_but_not_under_a_reader() {
             biggest = biggest.max(s.bytes);
         }
         for (us, p) in segment_files(&data_dir, CAMERA) {
-            files_seen.entry(us / 1000).or_insert_with(|| vec![p.with_extension("idx"), p]);
+            files_seen.entry(us / 1000).or_insert_with(|| vec![p.with_extension("idx"), p.with_extension("jpg"), p]);
         }
         let total = closed_bytes(&l);
         assert!(
@@ -144,6 +166,14 @@ fn oldest_segments_go_first_within_budget_but_not_under_a_reader() {
         orphans.is_empty().then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}: files without a recording: {orphans:?}"));
+    // Thumbnails: made for the kept segments, none left for the deleted ones.
+    assert_no_orphan_thumbnails(&data_dir, "after retention deleted segments");
+    wait_for(Duration::from_secs(20), "thumbnails of the kept closed segments", || {
+        let kept = recordings(port, CAMERA, None);
+        let thumbs = thumbnail_files(&data_dir, CAMERA);
+        kept.closed().iter().all(|s| thumbs.iter().any(|(us, _)| us / 1000 == s.start_ms)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", thumbnail_files(&data_dir, CAMERA)));
 
     // 2. A slow export of the oldest recordings: the download starts, then the reader pauses
     //    (taking a few KB now and then) while retention would delete the oldest segment.
@@ -230,4 +260,5 @@ fn oldest_segments_go_first_within_budget_but_not_under_a_reader() {
         "back within budget + one segment: {}",
         last.json
     );
+    assert_no_orphan_thumbnails(&data_dir, "after the exported segment was deleted");
 }

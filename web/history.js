@@ -142,11 +142,11 @@
   }
 
   // The run containing t, or the first one after it: {run, t} with t moved into it; null if none.
-  // Run starts are whole ms truncated from µs: ask for 1 ms later, or the server's
-  // "keyframe at or before start" picks the last GOP of the previous run.
+  // (Run starts are whole ms truncated from µs, so t may name a time just before the run's
+  // first frame: the server then starts at that run's first keyframe, never in the run before.)
   function snapToRun(t) {
     for (const r of S.runs) {
-      if (t < r.e - 50) return { run: r, t: Math.max(t, r.s + 1) };
+      if (t < r.e - 50) return { run: r, t: Math.max(t, r.s) };
     }
     return null;
   }
@@ -570,6 +570,8 @@
     setSpan(S.view.span * f, T(x, r.width), x / r.width);
   }, { passive: false });
 
+  // Hover thumbnails: thumbnail.jpg?t= answers with the thumbnail of the segment holding t
+  // (its first keyframe, 320 px wide), cached by the browser (immutable).
   const thumbs = new Map(); // rounded second -> object URL
   let tipTimer = null;
   function hover(t, x) {
@@ -590,7 +592,8 @@
     tipTimer = setTimeout(async () => {
       const cam = S.camera;
       try {
-        const res = await get(camUrl(`snapshot.jpg?t=${sec * 1000}`));
+        const res = await fetch(camUrl(`thumbnail.jpg?t=${sec * 1000}`));
+        if (!res.ok) throw new HttpError(res.status, await res.text().catch(() => ''));
         const url = URL.createObjectURL(await res.blob());
         if (thumbs.size > 200) { const [k, v] = thumbs.entries().next().value; URL.revokeObjectURL(v); thumbs.delete(k); }
         thumbs.set(sec, url);

@@ -9,8 +9,11 @@
 //! its `vigil.capture.ts` SEI (docs/segment-format.md). It includes the encoder. With
 //! `--data-dir`, the moment each AU's `.idx` record lands on disk is watched too, giving the
 //! server-added delay (segment → viewer) on its own.
+//!
+//! `vigil-bench history` times the recorded-history API instead ([`history`]).
 
 mod h264;
+mod history;
 mod idxwatch;
 mod sys;
 mod viewer;
@@ -32,8 +35,15 @@ const FRAMES_DROPPED: &str = "vigil_frames_dropped_total";
 const AU_LATENCY: &str = "vigil_au_latency_seconds";
 
 #[derive(Parser, Debug)]
-#[command(name = "vigil-bench", about = "N WHEP viewers for T seconds against a running vigil server")]
+#[command(
+    name = "vigil-bench",
+    about = "N WHEP viewers for T seconds against a running vigil server",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    /// Another measurement instead of WHEP viewers.
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Server base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -75,7 +85,13 @@ struct Cli {
     json: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+#[derive(clap::Subcommand, Debug)]
+enum Mode {
+    /// Time the recorded-history API: 30-day listing, 1 h MP4 export, seeks (fMP4).
+    History(history::HistoryArgs),
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
@@ -215,6 +231,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some(Mode::History(a)) = &cli.mode {
+        return rt.block_on(history::run(a));
+    }
     let report = rt.block_on(run(&cli))?;
     let mut out = std::io::stdout().lock();
     if cli.json {

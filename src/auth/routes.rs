@@ -266,7 +266,7 @@ async fn share(
         Json(ShareJson {
             path: signed,
             url,
-            expires: crate::history::api::format_time(exp.saturating_mul(1_000_000)),
+            expires: crate::history::listing::format_time(exp.saturating_mul(1_000_000)),
             expires_unix: exp,
         }),
     )

@@ -4,6 +4,7 @@
 //! GET /api/cameras/{camera}/recordings?start=&end=[&segments=true]   runs [{start,end}] (+ segments)
 //! GET /api/cameras/{camera}/video.mp4?start=&end=                    MP4, moov first, Range → 206, ETag
 //! GET /api/cameras/{camera}/snapshot.jpg[?t=]                         JPEG of the latest frame or the frame at t
+//! GET /api/cameras/{camera}/thumbnail.jpg?t=                          the thumbnail of the segment holding t
 //! GET /api/cameras/{camera}/fmp4/init.mp4?start=&end=                 MSE init segment for the range
 //! GET /api/cameras/{camera}/fmp4/media.m4s?start=&end=[&base=]        moof+mdat per GOP; media time =
 //!                                                                     capture time − base (default: first keyframe)
@@ -11,7 +12,7 @@
 //! Times are RFC 3339 (`2026-11-21T10:00:00Z`, offsets allowed) or Unix milliseconds.
 
 use super::error::MuxError;
-use super::index::Recording;
+use super::listing::{self, format_time, recordings_json, runs};
 use super::mp4::Mp4File;
 use super::plan::{FileSource, Plan, load_segment};
 use super::service::History;
@@ -21,11 +22,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::Arc;
 
-/// Two recordings closer than this are one continuous run.
-const RUN_GAP_US: i64 = 250_000;
 /// Longest export in one request.
 const MAX_EXPORT_US: i64 = 24 * 3600 * 1_000_000;
 
@@ -95,6 +94,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(history: Arc<History>, cameras: 
         .route("/api/cameras/{camera}/recordings", get(recordings))
         .route("/api/cameras/{camera}/video.mp4", get(video_mp4))
         .route("/api/cameras/{camera}/snapshot.jpg", get(snapshot))
+        .route("/api/cameras/{camera}/thumbnail.jpg", get(thumbnail))
         .route("/api/cameras/{camera}/fmp4/init.mp4", get(fmp4_init))
         .route("/api/cameras/{camera}/fmp4/media.m4s", get(fmp4_media))
         .with_state(Arc::new(Api { history, cameras }))
@@ -123,121 +123,9 @@ struct RangeQuery {
     segments: bool,
 }
 
-/// Parses RFC 3339 or Unix milliseconds into µs since the epoch.
+/// Parses RFC 3339 or Unix milliseconds into µs since the epoch (400 if neither).
 pub fn parse_time(s: &str) -> Result<i64, ApiError> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !s[1..].contains('-') {
-        return s
-            .parse::<i64>()
-            .ok()
-            .and_then(|ms| ms.checked_mul(1000))
-            .ok_or_else(|| ApiError::BadRequest(format!("bad time {s:?}")));
-    }
-    rfc3339_us(s).ok_or_else(|| ApiError::BadRequest(format!("bad time {s:?}: expected RFC 3339 or Unix ms")))
-}
-
-fn rfc3339_us(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_us = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = s.get(start..i)?;
-        if digits.is_empty() {
-            return None;
-        }
-        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(6).collect();
-        frac_us = padded.parse().ok()?;
-    }
-    let offset_s = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (tz[1..3].parse::<i64>().ok()? * 3600 + tz[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo as u32, d as u32);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    secs.checked_mul(1_000_000)?.checked_add(frac_us)
-}
-
-/// (year, month, day) → days since 1970-01-01 (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// µs since the epoch → RFC 3339 with milliseconds.
-pub fn format_time(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let ms = us.rem_euclid(1_000_000) / 1000;
-    let day = crate::segment::path::day_name(us);
-    let sod = secs.rem_euclid(86_400);
-    format!("{day}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, sod / 60 % 60, sod % 60)
-}
-
-#[derive(Serialize)]
-struct Run {
-    start: String,
-    end: String,
-    start_ms: i64,
-    end_ms: i64,
-}
-
-#[derive(Serialize)]
-struct SegmentJson {
-    start: String,
-    end: String,
-    start_ms: i64,
-    end_ms: i64,
-    bytes: i64,
-    frames: i64,
-    open: bool,
-}
-
-#[derive(Serialize)]
-struct RecordingsJson {
-    camera: String,
-    runs: Vec<Run>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    segments: Option<Vec<SegmentJson>>,
-}
-
-/// Merges recordings into continuous runs (gap ≤ [`RUN_GAP_US`]).
-pub fn runs(recs: &[Recording], open_end_us: i64) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for r in recs {
-        let end = if r.state == "open" { r.end_us.max(open_end_us) } else { r.end_us };
-        match out.last_mut() {
-            Some(last) if r.start_us - last.1 <= RUN_GAP_US => last.1 = last.1.max(end),
-            _ => out.push((r.start_us, end)),
-        }
-    }
-    out
+    listing::parse_time(s).map_err(ApiError::BadRequest)
 }
 
 fn time_range(q: &RangeQuery, default_span_us: i64) -> Result<(i64, i64), ApiError> {
@@ -257,33 +145,12 @@ async fn recordings(
 ) -> Result<Response, ApiError> {
     api.check_camera(&camera)?;
     let (start, end) = time_range(&q, 7 * 86_400 * 1_000_000)?;
-    let recs = api.history.index().recordings(&camera, start, end).await?;
+    let recs = api.history.index().listing(&camera, start, end).await?;
     let now = super::service::now_us_pub();
-    let runs = runs(&recs, now)
-        .into_iter()
-        .map(|(s, e)| (s.max(start), e.min(end)))
-        .filter(|(s, e)| s < e)
-        .map(|(s, e)| Run {
-            start: format_time(s),
-            end: format_time(e),
-            start_ms: s.div_euclid(1000),
-            end_ms: e.div_euclid(1000),
-        })
-        .collect();
-    let segments = q.segments.then(|| {
-        recs.iter()
-            .map(|r| SegmentJson {
-                start: format_time(r.start_us),
-                end: format_time(r.end_us),
-                start_ms: r.start_us.div_euclid(1000),
-                end_ms: r.end_us.div_euclid(1000),
-                bytes: r.bytes,
-                frames: r.frames,
-                open: r.state == "open",
-            })
-            .collect()
-    });
-    Ok(axum::Json(RecordingsJson { camera, runs, segments }).into_response())
+    let runs: Vec<(i64, i64)> =
+        runs(&recs, now).into_iter().map(|(s, e)| (s.max(start), e.min(end))).filter(|(s, e)| s < e).collect();
+    let body = recordings_json(&camera, &runs, q.segments.then_some(&recs[..]));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `len`.
@@ -526,6 +393,57 @@ async fn snapshot(
     Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-cache")], jpeg).into_response())
 }
 
+/// `Cache-Control` of a closed segment's thumbnail: `t` always maps to the same segment, and a
+/// segment's first keyframe never changes.
+const THUMB_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+async fn thumbnail(
+    State(api): State<Arc<Api>>,
+    Path(camera): Path<String>,
+    Query(q): Query<SnapshotQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use super::snapshot::SnapshotError;
+    api.check_camera(&camera)?;
+    let t = q.t.as_deref().ok_or_else(|| ApiError::BadRequest("t is required (RFC 3339 or Unix ms)".into()))?;
+    let t = parse_time(t)?;
+    let rec = api
+        .history
+        .index()
+        .recording_at(&camera, t)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("nothing recorded at that time".into()))?;
+    let open = rec.state == "open";
+    if !open && t >= rec.end_us {
+        return Err(ApiError::NotFound("nothing recorded at that time (gap)".into()));
+    }
+    let jpeg = api.history.thumbnail(&api.history.files(&rec)).await.map_err(|e| match e {
+        SnapshotError::NoFrame => ApiError::NotFound("no frame recorded in that segment yet".into()),
+        SnapshotError::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ApiError::NotFound("the recording at that time is gone (deleted by retention)".into())
+        }
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    let etag = format!("\"{}\"", super::thumbnail::etag(&jpeg));
+    // An open segment may yet turn out to end before `t`: revalidate.
+    let cache = if open { "no-cache" } else { THUMB_IMMUTABLE };
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').map(str::trim).any(|tag| tag == "*" || tag == etag));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
 fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
@@ -537,17 +455,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times() {
-        assert_eq!(parse_time("1700000000123").unwrap(), 1_700_000_000_123_000);
-        assert_eq!(parse_time("2026-11-22T00:00:00Z").unwrap(), 1_795_305_600_000_000);
-        assert_eq!(parse_time("2026-11-22T01:00:00.5+01:00").unwrap(), 1_795_305_600_500_000);
-        assert_eq!(format_time(1_795_305_600_500_000), "2026-11-22T00:00:00.500Z");
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-22T00:00:00", "2026-11-22T00:00:00.Z", "1-2"] {
-            assert!(parse_time(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn byte_ranges() {
         assert_eq!(parse_range("bytes=0-9", 100), Some(Ok(0..10)));
         assert_eq!(parse_range("bytes=90-", 100), Some(Ok(90..100)));
@@ -556,21 +463,5 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
-    }
-
-    #[test]
-    fn runs_merge_adjacent_and_split_at_gaps() {
-        let r = |s: i64, e: i64| Recording {
-            id: 0,
-            camera: "c".into(),
-            path: String::new(),
-            start_us: s,
-            end_us: e,
-            bytes: 0,
-            frames: 0,
-            state: "closed".into(),
-        };
-        let recs = [r(0, 1_000_000), r(1_000_000, 2_000_000), r(5_000_000, 6_000_000)];
-        assert_eq!(runs(&recs, 0), vec![(0, 2_000_000), (5_000_000, 6_000_000)]);
     }
 }

@@ -6,11 +6,17 @@
 //!
 //! The database is the source of truth; files are subordinate. Recording never waits on the
 //! index: rows are written by the history service from capture events, off the capture path.
+//!
+//! Listings ([`Index::listing`]) are served from a [`ListingCache`] that this type keeps in
+//! step with every change it makes to the `recording` table (so one vigil process must be
+//! the only writer of an index).
 
+use super::cache::{ListingCache, SegmentTimes};
 use sqlx::AnyPool;
 use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Errors from the index.
@@ -83,6 +89,8 @@ pub enum Backend {
 pub struct Index {
     pool: AnyPool,
     backend: Backend,
+    /// Changes are applied after they commit; held while a camera is loaded into it.
+    cache: Arc<tokio::sync::Mutex<ListingCache>>,
 }
 
 /// The columns [`recording`] reads, as a literal so queries stay `&'static str`.
@@ -140,7 +148,7 @@ impl Index {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, cache: Arc::default() })
     }
 
     /// The dialect in use.
@@ -155,7 +163,9 @@ impl Index {
             .execute(&self.pool)
             .await?;
         let row = sqlx::query("select id from camera where name = $1").bind(name).fetch_one(&self.pool).await?;
-        Ok(row.try_get(0)?)
+        let id = row.try_get(0)?;
+        self.cache.lock().await.set_id(name, id);
+        Ok(id)
     }
 
     /// Inserts an open recording (its segment was just created). Idempotent on `path`.
@@ -169,6 +179,7 @@ impl Index {
         .bind(start_us)
         .execute(&self.pool)
         .await?;
+        self.cache.lock().await.opened(camera_id, start_us);
         Ok(())
     }
 
@@ -191,6 +202,9 @@ impl Index {
         .bind(c.pps.clone())
         .execute(&self.pool)
         .await?;
+        let seg =
+            SegmentTimes { start_us, end_us: c.end_us.max(start_us), bytes: c.bytes, frames: c.frames, open: false };
+        self.cache.lock().await.closed(camera_id, seg);
         Ok(())
     }
 
@@ -202,14 +216,34 @@ impl Index {
     }
 
     /// A camera's recordings overlapping `[start_us, end_us)`, oldest first. Open
-    /// recordings are included (their `end_us` is a lower bound).
+    /// recordings are included (their `end_us` is a lower bound). Segments never overlap, so
+    /// of those starting before `start_us` only the latest can hold it: the scan starts there
+    /// (an index range, not the camera's whole history).
     pub async fn recordings(&self, camera: &str, start_us: i64, end_us: i64) -> Result<Vec<Recording>, IndexError> {
         let q = concat!(
             select_recording!(),
-            " where c.name = $1 and r.start_us < $3 and (r.end_us > $2 or r.state = 'open') order by r.start_us"
+            " where c.name = $1 and r.start_us < $3 and (r.end_us > $2 or r.state = 'open') \
+             and r.start_us >= coalesce((select max(p.start_us) from recording p \
+             where p.camera_id = c.id and p.start_us <= $2), $2) order by r.start_us"
         );
         let rows = sqlx::query(q).bind(camera).bind(start_us).bind(end_us).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(recording).collect::<Result<_, _>>()?)
+    }
+
+    /// The camera's recording that starts at or before `t_us` (the latest such), if any: the
+    /// one holding `t_us` unless it ended before (a gap). One index probe.
+    pub async fn recording_at(&self, camera: &str, t_us: i64) -> Result<Option<Recording>, IndexError> {
+        let q =
+            concat!(select_recording!(), " where c.name = $1 and r.start_us <= $2 order by r.start_us desc limit 1");
+        let row = sqlx::query(q).bind(camera).bind(t_us).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(recording).transpose()?)
+    }
+
+    /// Whether a recording row exists for `path` (not deleted, not in `garbage`).
+    pub async fn recording_exists(&self, path: &str) -> Result<bool, IndexError> {
+        let row =
+            sqlx::query("select count(*) from recording where path = $1").bind(path).fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     /// A camera's closed recordings, oldest first, at most `limit` (retention).
@@ -242,10 +276,61 @@ impl Index {
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
+    /// A camera's segments overlapping `[start_us, end_us)`, oldest first, open ones included
+    /// (as [`Index::recordings`], without paths): from memory, the camera's rows loaded on its
+    /// first listing. Empty for a camera never recorded.
+    pub async fn listing(&self, camera: &str, start_us: i64, end_us: i64) -> Result<Vec<SegmentTimes>, IndexError> {
+        let mut cache = self.cache.lock().await;
+        let id = match cache.id(camera) {
+            Some(id) => id,
+            None => {
+                let row = sqlx::query("select id from camera where name = $1")
+                    .bind(camera)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(id) = row.map(|r| r.try_get::<i64, _>(0)).transpose()? else {
+                    return Ok(Vec::new());
+                };
+                cache.set_id(camera, id);
+                id
+            }
+        };
+        if !cache.is_loaded(id) {
+            let rows = sqlx::query(
+                "select start_us, end_us, bytes, frames, state from recording where camera_id = $1 order by start_us",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            let segs = rows
+                .iter()
+                .map(|r| {
+                    Ok(SegmentTimes {
+                        start_us: r.try_get(0)?,
+                        end_us: r.try_get(1)?,
+                        bytes: r.try_get(2)?,
+                        frames: r.try_get(3)?,
+                        open: r.try_get::<String, _>(4)? == "open",
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            cache.load(id, segs);
+        }
+        Ok(cache.overlapping(id, start_us, end_us).unwrap_or_default())
+    }
+
     /// Moves recordings to `garbage` in one transaction (step 1 of a deletion).
     pub async fn move_to_garbage(&self, ids: &[i64]) -> Result<(), IndexError> {
         let mut tx = self.pool.begin().await?;
+        let mut gone = Vec::with_capacity(ids.len());
         for id in ids {
+            let row = sqlx::query("select camera_id, start_us from recording where id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(r) = row {
+                gone.push((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?));
+            }
             sqlx::query("insert into garbage (path, camera_id) select path, camera_id from recording where id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -253,6 +338,10 @@ impl Index {
             sqlx::query("delete from recording where id = $1").bind(id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        let mut cache = self.cache.lock().await;
+        for (camera_id, start_us) in gone {
+            cache.removed(camera_id, start_us);
+        }
         Ok(())
     }
 
@@ -270,7 +359,14 @@ impl Index {
 
     /// Removes a recording row outright (an empty segment found by recovery).
     pub async fn delete_recording(&self, path: &str) -> Result<(), IndexError> {
+        let row = sqlx::query("select camera_id, start_us from recording where path = $1")
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
         sqlx::query("delete from recording where path = $1").bind(path).execute(&self.pool).await?;
+        if let Some(r) = row {
+            self.cache.lock().await.removed(r.try_get(0)?, r.try_get(1)?);
+        }
         Ok(())
     }
 
@@ -319,10 +415,30 @@ mod tests {
         let all = ix.recordings("front", 0, i64::MAX).await.unwrap();
         assert_eq!(all.iter().map(|r| r.start_us).collect::<Vec<_>>(), vec![1_000, 2_000]);
         assert_eq!(ix.recordings("front", 2_000, 2_500).await.unwrap().len(), 1);
+        assert_eq!(ix.recordings("front", 1_500, 2_500).await.unwrap().len(), 2);
+        // The listing (from memory once loaded) follows every change.
+        let starts = |v: Vec<SegmentTimes>| v.iter().map(|s| (s.start_us, s.end_us, s.open)).collect::<Vec<_>>();
+        assert_eq!(
+            starts(ix.listing("front", 0, i64::MAX).await.unwrap()),
+            vec![(1_000, 2_000, false), (2_000, 3_000, false)]
+        );
+        assert!(ix.listing("nobody", 0, i64::MAX).await.unwrap().is_empty());
+        ix.insert_open(cam, "front/d/4.h264", 4_000).await.unwrap();
+        assert_eq!(starts(ix.listing("front", 5_000, 6_000).await.unwrap()), vec![(4_000, 4_000, true)]);
+        ix.close(cam, "front/d/4.h264", 4_000, &ClosedInfo { end_us: 4_500, ..Default::default() }).await.unwrap();
+        assert!(ix.listing("front", 5_000, 6_000).await.unwrap().is_empty());
+        ix.delete_recording("front/d/4.h264").await.unwrap();
+        assert_eq!(ix.listing("front", 0, i64::MAX).await.unwrap().len(), 2);
         assert_eq!(ix.usage("front").await.unwrap(), (15, 2));
         assert_eq!(ix.newest_start("front").await.unwrap(), Some(2_000));
         assert_eq!(ix.newest_start("other").await.unwrap(), None);
+        assert_eq!(ix.recording_at("front", 1_500).await.unwrap().map(|r| r.start_us), Some(1_000));
+        assert_eq!(ix.recording_at("front", 9_000).await.unwrap().map(|r| r.start_us), Some(2_000));
+        assert_eq!(ix.recording_at("front", 999).await.unwrap(), None);
+        assert!(ix.recording_exists("front/d/1.h264").await.unwrap());
         ix.move_to_garbage(&[all[0].id]).await.unwrap();
+        assert!(!ix.recording_exists("front/d/1.h264").await.unwrap());
+        assert_eq!(starts(ix.listing("front", 0, i64::MAX).await.unwrap()), vec![(2_000, 3_000, false)]);
         assert_eq!(ix.garbage().await.unwrap(), vec!["front/d/1.h264".to_owned()]);
         assert_eq!(ix.usage("front").await.unwrap(), (5, 1));
         ix.forget_garbage("front/d/1.h264").await.unwrap();

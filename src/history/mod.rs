@@ -2,10 +2,14 @@
 //! and export of it without transcoding.
 //!
 //! Index and upkeep (docs/history.md):
-//! - [`index`]: every SQL statement (SQLite or PostgreSQL through sqlx `Any`).
+//! - [`index`]: every SQL statement (SQLite or PostgreSQL through sqlx `Any`); [`cache`]: the
+//!   in-memory copy of each camera's segment times that listings read.
 //! - [`service`]: segment events → rows, crash recovery, retention and garbage collection.
 //! - [`retention`]: the sans-IO retention planner.
-//! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`); [`snapshot`]: JPEGs.
+//! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`, `thumbnail.jpg`);
+//!   [`listing`]: runs, times and the listing JSON;
+//!   [`snapshot`]: JPEGs; [`thumbnail`]: one per segment, made when it closes.
+//! - [`synth`]: a synthetic archive (copies of one real segment) for benchmarks.
 //!
 //! Muxing: builds MP4 files and fMP4 (MSE) segments on the fly from `.h264` + `.idx`
 //! (Moonfire-style: an immutable file of slices served per byte range, a format version in
@@ -39,16 +43,20 @@
 
 pub mod api;
 pub mod boxes;
+pub mod cache;
 pub mod dump;
 pub mod error;
 pub mod fmp4;
 pub mod h264;
 pub mod index;
+pub mod listing;
 pub mod mp4;
 pub mod plan;
 pub mod retention;
 pub mod service;
 pub mod snapshot;
+pub mod synth;
+pub mod thumbnail;
 
 pub use error::MuxError;
 

@@ -6,12 +6,20 @@
 //! Sans-IO except through [`ByteSource`]: planning reads the first keyframe AU of each segment
 //! (for its SPS/PPS, and to check the segment keeps the contract), never the whole range.
 //!
+//! # Runs
+//! Segments that follow each other within [`RUN_GAP_US`] (the end of one, estimated as its
+//! last AU plus one frame, to the start of the next) form a continuous *run*; the listing API
+//! reports the same runs. A plan never decodes across a run boundary: a start that falls in
+//! a gap, or early in a run, begins at the run's first keyframe, never at a keyframe of the
+//! run before it.
+//!
 //! # Timing
 //! Sample times are the `.idx` capture times rounded to 90 kHz; a sample lasts until the next
-//! one. A jump of more than [`MAX_FRAME_GAP_US`] (a capture restart, a gap between
-//! recordings) is squeezed to one frame duration, so an export across a gap plays straight
-//! through it rather than freezing on one picture. The last sample lasts until the next AU
-//! after the range when there is one, else as long as the sample before it.
+//! one. A run boundary (a capture restart, a gap between recordings) or a jump of more than
+//! [`MAX_FRAME_GAP_US`] inside a segment is squeezed to one frame duration, so an export
+//! across a gap plays straight through it rather than freezing on one picture. The last
+//! sample lasts until the next AU after the range when there is one in the same run, else as
+//! long as the sample before it.
 //!
 //! # Sizes
 //! Samples keep every NAL unit, start codes replaced by 4-byte lengths. For an AU that keeps
@@ -35,6 +43,9 @@ use crate::segment::path::SegmentFiles;
 
 /// A jump between two AUs longer than this is a gap, not a long frame.
 pub const MAX_FRAME_GAP_US: i64 = 5_000_000;
+
+/// Two segments closer than this (end of one to start of the next) are one continuous run.
+pub const RUN_GAP_US: i64 = 250_000;
 
 /// The largest AU accepted (the tail reader's limit too).
 pub const MAX_AU_LEN: u32 = 32 << 20;
@@ -145,6 +156,26 @@ pub fn load_segment(files: &SegmentFiles) -> Result<SegmentInput, MuxError> {
     Ok(SegmentInput { start_us: files.start_us, data: files.data.clone(), records })
 }
 
+impl SegmentInput {
+    /// Just past the last AU: its time plus the segment's mean frame interval (as the index
+    /// records a closed segment's end); `None` without records.
+    pub fn end_us(&self) -> Option<i64> {
+        let (first, last) = (self.records.first()?, self.records.last()?);
+        let n = self.records.len() as i64;
+        let frame = if n > 1 { last.pts_us.saturating_sub(first.pts_us) / (n - 1) } else { 33_333 };
+        Some(last.pts_us.saturating_add(frame.max(1)))
+    }
+
+    /// Whether `next` (a later segment) starts a new run: more than [`RUN_GAP_US`] after
+    /// this one ends.
+    pub fn run_breaks_before(&self, next: &SegmentInput) -> bool {
+        match (self.end_us(), next.records.first()) {
+            (Some(end), Some(r)) => r.pts_us.saturating_sub(end) > RUN_GAP_US,
+            _ => true,
+        }
+    }
+}
+
 /// One sample (= one access unit) of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -235,22 +266,26 @@ impl Plan {
                 flat.push(Pos { seg, rec });
             }
         }
-        let gap_before =
-            |i: usize| i > 0 && flat[i].rec.pts_us.saturating_sub(flat[i - 1].rec.pts_us) > MAX_FRAME_GAP_US;
+        // A gap between two AUs: a run boundary between their segments, or a long jump.
+        let breaks = |a: &Pos, b: &Pos| {
+            if a.seg != b.seg && segs[a.seg].run_breaks_before(segs[b.seg]) {
+                return true;
+            }
+            b.rec.pts_us.saturating_sub(a.rec.pts_us) > MAX_FRAME_GAP_US
+        };
 
         // F: the first AU shown; K: the keyframe decoding starts from.
         let f = flat.partition_point(|p| p.rec.pts_us < start_us);
         if f == flat.len() {
             return Err(MuxError::NoSamples);
         }
-        let mut k = match flat[..=f].iter().rposition(|p| p.rec.is_keyframe() && p.rec.pts_us <= start_us) {
-            Some(k) => k,
+        // Never decode across a gap to reach the start: the first keyframe of the run that
+        // holds F (F itself when the start falls in a gap) is as far back as K may go.
+        let run_start = (1..=f).rev().find(|&j| breaks(&flat[j - 1], &flat[j])).unwrap_or(0);
+        let k = match flat[run_start..=f].iter().rposition(|p| p.rec.is_keyframe() && p.rec.pts_us <= start_us) {
+            Some(k) => run_start + k,
             None => f + flat[f..].iter().position(|p| p.rec.is_keyframe()).ok_or(MuxError::NoSamples)?,
         };
-        // Do not decode across a gap to reach the start: a keyframe after the gap will do.
-        if let Some(j) = (k + 1..=f).rev().find(|&j| gap_before(j) && flat[j].rec.is_keyframe()) {
-            k = j;
-        }
         let chosen = &flat[k..];
         if chosen.len() > MAX_SAMPLES {
             return Err(MuxError::TooLarge("more samples than one file may hold"));
@@ -262,7 +297,7 @@ impl Plan {
         for (i, p) in chosen.iter().enumerate() {
             let following = chosen.get(i + 1).or(next.as_ref());
             let d = match following {
-                Some(n) if n.rec.pts_us.saturating_sub(p.rec.pts_us) <= MAX_FRAME_GAP_US => {
+                Some(n) if !breaks(p, n) => {
                     // Bounded by MAX_FRAME_GAP_US (5 s = 450,000 ticks): fits in u32.
                     u32::try_from(to_90k(n.rec.pts_us) - to_90k(p.rec.pts_us)).unwrap_or(u32::MAX)
                 }
@@ -577,6 +612,33 @@ pub(crate) mod tests {
         let mut short = mem.clone();
         short.0.get_mut(&segs[0].data).unwrap().truncate(10);
         assert!(matches!(Plan::build(&segs, T0..T0 + 1_000_000, &short), Err(MuxError::Io { .. })));
+    }
+
+    #[test]
+    fn a_start_in_a_gap_begins_at_the_next_runs_first_keyframe() {
+        let mut mem = MemSource::default();
+        // Run 1: [T0, T0 + 2 s); a 1 s gap (shorter than MAX_FRAME_GAP_US, longer than
+        // RUN_GAP_US); run 2 from T0 + 3 s. GOPs of 1 s.
+        let run2 = T0 + 3_000_000;
+        let segs = vec![segment("r", T0, 2, 30, &mut mem), segment("r", run2, 2, 30, &mut mem)];
+        for start in [run2 - 1_000, run2 - 1, T0 + 2_500_000, T0 + 2_000_000] {
+            let p = Plan::build(&segs, start..run2 + 1_500_000, &mem).unwrap();
+            let first = p.samples()[0];
+            assert_eq!((first.pts_us, first.keyframe, p.skip_90k()), (run2, true, 0), "start {start}");
+            assert_eq!(p.segments().len(), 1, "start {start}: nothing of run 1");
+            assert_eq!(p.samples().len(), 45, "start {start}");
+        }
+        // From inside run 1 across the gap: run 1's last frame lasts one frame, not the gap.
+        let p = Plan::build(&segs, T0 + 1_500_000..run2 + 500_000, &mem).unwrap();
+        assert_eq!((p.samples()[0].pts_us, p.skip_90k()), (T0 + 1_000_000, 45_000));
+        let last_of_run1 = p.samples().iter().rposition(|s| s.pts_us < run2).unwrap();
+        assert!((3000..=3001).contains(&p.samples()[last_of_run1].duration_90k));
+        assert_eq!(p.samples().len(), 45);
+        assert!(p.media_duration_90k().abs_diff(45 * 3000) <= 2, "{}", p.media_duration_90k());
+        // Segments of one run (no gap) still decode from the keyframe before the start.
+        let cont = vec![segment("c2", T0, 2, 30, &mut mem), segment("c2", T0 + 2_000_000, 2, 30, &mut mem)];
+        let p = Plan::build(&cont, T0 + 2_000_000 - 1..T0 + 2_500_000, &mem).unwrap();
+        assert_eq!(p.samples()[0].pts_us, T0 + 1_000_000);
     }
 
     #[test]

@@ -9,9 +9,14 @@
 //!   newest day, never to the archive.
 //! - **Retention**: per camera bytes/age limits and a free-disk floor, checked when a
 //!   segment closes and every minute; deletion goes through the `garbage` table.
+//! - **Thumbnails**: a closed segment is queued for its thumbnail ([`super::thumbnail`]); one
+//!   worker makes them. A thumbnail file is written only while its row exists, under the
+//!   deletion lock that also covers moving rows to `garbage`, so none outlives its segment.
 
 use super::index::{ClosedInfo, Index, IndexError, Recording};
 use super::retention::{Policy, plan};
+use super::snapshot::SnapshotError;
+use super::thumbnail::{self, Thumbnails};
 use crate::config::CameraConfig;
 use crate::segment::event::SegmentEvent;
 use crate::segment::idx::{RECORD_LEN, decode_all, is_plausible};
@@ -19,6 +24,7 @@ use crate::segment::lease::Leases;
 use crate::segment::path::{SegmentFiles, list_day};
 use crate::segment::writer::sync_dir;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -33,6 +39,12 @@ pub struct History {
     cameras: Vec<CameraConfig>,
     leases: Leases,
     min_free_bytes: u64,
+    thumbnails: Thumbnails,
+    /// Held while recording rows leave the index (to `garbage`, or deleted) and while a
+    /// thumbnail is written after checking that its row exists.
+    deletion: Arc<tokio::sync::Mutex<()>>,
+    /// Bounds the thumbnails being made at once ([`thumbnail::MAX_MAKING`]).
+    making: Arc<tokio::sync::Semaphore>,
 }
 
 /// What recovery did (for logs and tests).
@@ -66,7 +78,16 @@ impl History {
         leases: Leases,
         min_free_bytes: u64,
     ) -> Self {
-        Self { index, data_dir, cameras, leases, min_free_bytes }
+        Self {
+            index,
+            data_dir,
+            cameras,
+            leases,
+            min_free_bytes,
+            thumbnails: Thumbnails::new(),
+            deletion: Arc::default(),
+            making: Arc::new(tokio::sync::Semaphore::new(thumbnail::MAX_MAKING)),
+        }
     }
 
     /// The index.
@@ -170,6 +191,8 @@ impl History {
                 // Not one complete AU record: nothing to keep.
                 let _ = std::fs::remove_file(&seg.data);
                 let _ = std::fs::remove_file(&seg.idx);
+                let _deleting = self.deletion.lock().await;
+                let _ = std::fs::remove_file(thumbnail::path_of(&seg.data));
                 let _ = sync_dir(seg.dir());
                 self.index.delete_recording(&rel).await?;
                 rep.removed += 1;
@@ -188,7 +211,8 @@ impl History {
             }
             SegmentEvent::Closed { camera, start_us, last_pts_us, frames, bytes, data } => {
                 let seg = SegmentFiles { start_us, idx: data.with_extension("idx"), data: data.clone() };
-                let params = tokio::task::spawn_blocking(move || first_keyframe_params(&seg)).await.ok().flatten();
+                let seg2 = seg.clone();
+                let params = tokio::task::spawn_blocking(move || first_keyframe_params(&seg2)).await.ok().flatten();
                 let frame_us = if frames > 1 { (last_pts_us - start_us) / (frames as i64 - 1) } else { 33_333 };
                 let mut info = ClosedInfo {
                     end_us: last_pts_us + frame_us.max(1),
@@ -205,6 +229,9 @@ impl History {
                 }
                 let id = self.index.camera_id(&camera).await?;
                 self.index.close(id, &self.rel(&data), start_us, &info).await?;
+                if !self.thumbnails.queue(seg) {
+                    tracing::debug!(camera, segment = %self.rel(&data), "thumbnail queue full: made on demand");
+                }
                 self.enforce_retention().await?;
             }
             SegmentEvent::WriterGone { camera } => {
@@ -218,7 +245,11 @@ impl History {
     }
 
     /// Consumes segment events and runs retention every minute, until the sender closes.
+    /// Starts the thumbnail worker on first call.
     pub async fn run(self, mut events: mpsc::UnboundedReceiver<SegmentEvent>) {
+        if let Some(jobs) = self.thumbnails.take_receiver() {
+            tokio::spawn(self.clone().thumbnail_worker(jobs));
+        }
         let mut tick = tokio::time::interval(RETENTION_EVERY);
         loop {
             tokio::select! {
@@ -260,7 +291,10 @@ impl History {
             if ids.is_empty() {
                 continue;
             }
-            self.index.move_to_garbage(&ids).await?;
+            {
+                let _deleting = self.deletion.lock().await;
+                self.index.move_to_garbage(&ids).await?;
+            }
             deleted += ids.len();
             tracing::info!(camera = %cam.name, segments = ids.len(), "retention deleted oldest recordings");
         }
@@ -270,12 +304,13 @@ impl History {
         Ok(deleted)
     }
 
-    /// Unlinks the files of garbage rows, syncs their directories, then drops the rows.
+    /// Unlinks the files of garbage rows (`.h264`, `.idx`, `.jpg`), syncs their
+    /// directories, then drops the rows.
     pub async fn collect_garbage(&self) -> Result<(), IndexError> {
         for rel in self.index.garbage().await? {
             let data = self.data_dir.join(&rel);
             let idx = data.with_extension("idx");
-            let thumb = data.with_extension("jpg");
+            let thumb = thumbnail::path_of(&data);
             for p in [&data, &idx, &thumb] {
                 if let Err(e) = std::fs::remove_file(p)
                     && e.kind() != std::io::ErrorKind::NotFound
@@ -293,6 +328,67 @@ impl History {
             self.index.forget_garbage(&rel).await?;
         }
         Ok(())
+    }
+}
+
+impl History {
+    /// The thumbnail of a segment: the kept file when there is a complete one, else made now
+    /// (and kept if the segment is still indexed), at most [`thumbnail::MAX_MAKING`] at once.
+    pub async fn thumbnail(&self, files: &SegmentFiles) -> Result<Vec<u8>, SnapshotError> {
+        let path = thumbnail::path_of(&files.data);
+        let kept = || async { tokio::fs::read(&path).await.ok().filter(|b| thumbnail::is_complete_jpeg(b)) };
+        if let Some(b) = kept().await {
+            return Ok(b);
+        }
+        let _making = self.making.acquire().await.map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        // Made by another request while this one waited?
+        if let Some(b) = kept().await {
+            return Ok(b);
+        }
+        let f2 = files.clone();
+        let jpeg = tokio::task::spawn_blocking(move || thumbnail::make(&f2))
+            .await
+            .map_err(|e| SnapshotError::Decode(e.to_string()))??;
+        self.keep_thumbnail(files, &jpeg).await;
+        Ok(jpeg)
+    }
+
+    /// Writes a segment's thumbnail if its recording row still exists (under the deletion
+    /// lock, so retention cannot slip in between); whether it was written.
+    pub async fn keep_thumbnail(&self, files: &SegmentFiles, jpeg: &[u8]) -> bool {
+        let rel = self.rel(&files.data);
+        let _deleting = self.deletion.lock().await;
+        match self.index.recording_exists(&rel).await {
+            Ok(true) => match tokio::fs::write(thumbnail::path_of(&files.data), jpeg).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(segment = %rel, error = %e, "writing thumbnail");
+                    false
+                }
+            },
+            Ok(false) => {
+                tracing::debug!(segment = %rel, "segment deleted meanwhile: thumbnail not kept");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(segment = %rel, error = %e, "checking the index before writing a thumbnail");
+                false
+            }
+        }
+    }
+
+    /// The one thumbnail worker: makes queued thumbnails one at a time until the queue closes.
+    async fn thumbnail_worker(self, mut jobs: mpsc::Receiver<SegmentFiles>) {
+        while let Some(seg) = jobs.recv().await {
+            match self.thumbnail(&seg).await {
+                Ok(_) => {}
+                // Deleted before its turn came.
+                Err(SnapshotError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::debug!(segment = %self.rel(&seg.data), "segment gone before its thumbnail was made");
+                }
+                Err(e) => tracing::warn!(segment = %self.rel(&seg.data), error = %e, "making thumbnail"),
+            }
+        }
     }
 }
 
@@ -352,7 +448,7 @@ fn scan_and_truncate(seg: &SegmentFiles) -> std::io::Result<Option<(ClosedInfo, 
 }
 
 /// SPS/PPS of a segment's first AU (a keyframe by contract).
-fn first_keyframe_params(seg: &SegmentFiles) -> Option<super::h264::ParamSets> {
+pub(crate) fn first_keyframe_params(seg: &SegmentFiles) -> Option<super::h264::ParamSets> {
     use std::os::unix::fs::FileExt;
     let mut head = [0u8; RECORD_LEN];
     std::fs::File::open(&seg.idx).ok()?.read_exact_at(&mut head, 0).ok()?;
@@ -369,4 +465,50 @@ fn first_keyframe_params(seg: &SegmentFiles) -> Option<super::h264::ParamSets> {
 fn free_bytes(dir: &Path) -> Option<u64> {
     let out = std::process::Command::new("df").arg("-B1").arg("--output=avail").arg(dir).output().ok()?;
     String::from_utf8_lossy(&out.stdout).lines().nth(1)?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JPEG: &[u8] = b"\xff\xd8 not really a picture \xff\xd9";
+
+    #[tokio::test]
+    async fn no_thumbnail_outlives_its_segment_even_across_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let ix = Index::open(None, &data_dir).await.unwrap();
+        let h = History::new(ix.clone(), data_dir.clone(), Vec::new(), Leases::new(), 0);
+        let cam = ix.camera_id("c").await.unwrap();
+        let segs =
+            [SegmentFiles::new(&data_dir.join("c"), 1_000_000), SegmentFiles::new(&data_dir.join("c"), 2_000_000)];
+        for f in &segs {
+            std::fs::create_dir_all(f.dir()).unwrap();
+            std::fs::write(&f.data, b"x").unwrap();
+            std::fs::write(&f.idx, b"").unwrap();
+            let info = ClosedInfo { end_us: f.start_us + 1, bytes: 1, frames: 1, ..Default::default() };
+            ix.close(cam, &h.rel(&f.data), f.start_us, &info).await.unwrap();
+            assert!(h.keep_thumbnail(f, JPEG).await, "written while the row exists");
+        }
+        let [a, b] = &segs;
+        // Retention's first step for `a`, then the process dies before unlinking anything.
+        let recs = ix.recordings("c", 0, i64::MAX).await.unwrap();
+        ix.move_to_garbage(&[recs[0].id]).await.unwrap();
+        // A thumbnail finished after that is not written (nothing would ever delete it).
+        std::fs::remove_file(thumbnail::path_of(&a.data)).unwrap();
+        assert!(!h.keep_thumbnail(a, JPEG).await);
+        assert!(!thumbnail::path_of(&a.data).exists());
+        std::fs::write(thumbnail::path_of(&a.data), JPEG).unwrap(); // as written before the move
+        // The next start finishes the deletion: every file of `a` goes, `b` stays whole.
+        let restarted = History::new(ix.clone(), data_dir.clone(), Vec::new(), Leases::new(), 0);
+        restarted.recover_all().await.unwrap();
+        for p in [&a.data, &a.idx, &thumbnail::path_of(&a.data)] {
+            assert!(!p.exists(), "{} left behind", p.display());
+        }
+        for p in [&b.data, &b.idx, &thumbnail::path_of(&b.data)] {
+            assert!(p.exists(), "{} deleted", p.display());
+        }
+        assert!(ix.garbage().await.unwrap().is_empty());
+        assert_eq!(restarted.thumbnail(b).await.unwrap(), JPEG, "the kept file is served");
+    }
 }

@@ -1,6 +1,7 @@
 //! Snapshots: the picture at a moment, as a JPEG, decoded from the recorded GOP that holds
-//! it (keyframe at or before the time, then every frame up to it). GStreamer does the
-//! decoding and encoding (`avdec_h264`, `jpegenc`); this runs on a blocking thread.
+//! it (keyframe at or before the time, then every frame up to it), optionally scaled down
+//! (thumbnails, [`super::thumbnail`]). GStreamer does the decoding, scaling and encoding
+//! (`avdec_h264`, `videoscale`, `jpegenc`); this runs on a blocking thread.
 
 use super::plan::SegmentInput;
 use gst::prelude::*;
@@ -44,7 +45,7 @@ pub fn snapshot_jpeg(seg: &SegmentInput, aus: &[(u64, u32)]) -> Result<Vec<u8>, 
         file.read_exact_at(&mut b, off).map_err(|e| SnapshotError::Io(seg.data.display().to_string(), e))?;
         data.push(b);
     }
-    decode_last_to_jpeg(data)
+    decode_last_to_jpeg(data, None)
 }
 
 /// Parses `desc` and returns the pipeline with its app source `src` and app sink `sink`.
@@ -64,7 +65,10 @@ fn app_pipeline(desc: &str, sink: &str) -> Result<(gst::Pipeline, gst_app::AppSr
     Ok((pipeline, src, sink))
 }
 
-fn decode_last_to_jpeg(aus: Vec<Vec<u8>>) -> Result<Vec<u8>, SnapshotError> {
+/// Decodes `aus` (Annex-B access units, the first a keyframe) and encodes the last picture
+/// as JPEG, at most `max_width` pixels wide when given (aspect kept, square pixels, even
+/// height; never scaled up).
+pub fn decode_last_to_jpeg(aus: Vec<Vec<u8>>, max_width: Option<u32>) -> Result<Vec<u8>, SnapshotError> {
     let err = |e: &dyn std::fmt::Display| SnapshotError::Decode(e.to_string());
     gst::init().map_err(|e| err(&e))?;
     let n = aus.len();
@@ -95,14 +99,44 @@ fn decode_last_to_jpeg(aus: Vec<Vec<u8>>) -> Result<Vec<u8>, SnapshotError> {
     }
     let _ = pipeline.set_state(gst::State::Null);
     let sample = last.ok_or(SnapshotError::NoFrame)?;
-    encode_jpeg(&sample)
+    encode_jpeg(&sample, max_width)
 }
 
-fn encode_jpeg(sample: &gst::Sample) -> Result<Vec<u8>, SnapshotError> {
+/// The size a `width` × `height` picture with pixel aspect `par` is shown at when scaled to
+/// at most `max_width` wide with square pixels: (width, height), both even and ≥ 2.
+pub fn scaled_size(width: u32, height: u32, par: (u32, u32), max_width: u32) -> (u32, u32) {
+    let (pn, pd) = (u128::from(par.0.max(1)), u128::from(par.1.max(1)));
+    // Display width in square pixels.
+    let shown_w = (u128::from(width.max(1)) * pn / pd).max(1);
+    let w = shown_w.min(u128::from(max_width.max(2)));
+    let h = (u128::from(height.max(1)) * w + shown_w / 2) / shown_w;
+    let even = |v: u128| (v.clamp(2, 16_384) / 2 * 2) as u32;
+    (even(w), even(h))
+}
+
+fn encode_jpeg(sample: &gst::Sample, max_width: Option<u32>) -> Result<Vec<u8>, SnapshotError> {
     let err = |e: &dyn std::fmt::Display| SnapshotError::Decode(e.to_string());
     let caps = sample.caps().ok_or_else(|| SnapshotError::Decode("decoded frame has no caps".into()))?;
-    let (pipeline, src, sink) =
-        app_pipeline("appsrc name=src ! videoconvert ! jpegenc quality=85 ! appsink name=jpg sync=false", "jpg")?;
+    let scale = match max_width {
+        None => String::new(),
+        Some(max) => {
+            let s = caps.structure(0).ok_or_else(|| SnapshotError::Decode("decoded frame has empty caps".into()))?;
+            let dim = |k: &str| s.get::<i32>(k).ok().and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
+            let (w, h) =
+                dim("width").zip(dim("height")).ok_or_else(|| SnapshotError::Decode("no frame size".into()))?;
+            let par = s
+                .get::<gst::Fraction>("pixel-aspect-ratio")
+                .ok()
+                .and_then(|f| Some((u32::try_from(f.numer()).ok()?, u32::try_from(f.denom()).ok()?)))
+                .unwrap_or((1, 1));
+            let (tw, th) = scaled_size(w, h, par, max);
+            format!("videoscale ! video/x-raw,width={tw},height={th},pixel-aspect-ratio=1/1 ! ")
+        }
+    };
+    let (pipeline, src, sink) = app_pipeline(
+        &format!("appsrc name=src ! videoconvert ! {scale}jpegenc quality=85 ! appsink name=jpg sync=false"),
+        "jpg",
+    )?;
     src.set_caps(Some(&caps.to_owned()));
     src.set_property("format", gst::Format::Time);
     pipeline.set_state(gst::State::Playing).map_err(|e| err(&e))?;
@@ -133,5 +167,20 @@ mod tests {
         // Latest: frame 9, keyframe 8.
         assert_eq!(gop_for(&seg, None).unwrap(), vec![(80, 10), (90, 10)]);
         assert!(gop_for(&seg, Some(-1)).is_none());
+    }
+
+    #[test]
+    fn thumbnail_sizes() {
+        assert_eq!(scaled_size(1280, 720, (1, 1), 320), (320, 180));
+        assert_eq!(scaled_size(640, 360, (1, 1), 320), (320, 180));
+        assert_eq!(scaled_size(640, 480, (1, 1), 320), (320, 240));
+        // Never scaled up; odd sizes made even.
+        assert_eq!(scaled_size(176, 144, (1, 1), 320), (176, 144));
+        assert_eq!(scaled_size(1920, 1080, (1, 1), 321), (320, 180));
+        // Anamorphic 720x576 at 16:11 shows as 1047x576.
+        assert_eq!(scaled_size(720, 576, (16, 11), 320), (320, 176));
+        // Hostile sizes do not panic.
+        let _ = scaled_size(0, 0, (0, 0), 0);
+        let _ = scaled_size(u32::MAX, u32::MAX, (u32::MAX, 1), u32::MAX);
     }
 }

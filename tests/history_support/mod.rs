@@ -7,7 +7,8 @@
 //! * [`probe`] / [`decode_errors`]: what `ffprobe` and `ffmpeg` say about a file.
 //! * [`Restarted`]: a second `vigil serve` on an existing data directory (the harness always
 //!   makes a fresh one).
-//! * [`Seg`], [`read_idx`]: segment files on disk and their `.idx` records.
+//! * [`Seg`], [`read_idx`]: segment files on disk and their `.idx` records;
+//!   [`thumbnail_files`]: the `.jpg` beside them; [`probe_image`]: what ffprobe sees in one.
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::fs::File;
@@ -279,6 +280,16 @@ pub fn recordings(port: u16, camera: &str, range: Option<(i64, i64)>) -> Listing
 
 /// Segment data files (`.h264`) of `camera` under `data_dir`, by start µs, oldest first.
 pub fn segment_files(data_dir: &Path, camera: &str) -> Vec<(i64, PathBuf)> {
+    files_with_ext(data_dir, camera, "h264")
+}
+
+/// Thumbnail files (`<start_us>.jpg`) of `camera` under `data_dir`, by start µs.
+pub fn thumbnail_files(data_dir: &Path, camera: &str) -> Vec<(i64, PathBuf)> {
+    files_with_ext(data_dir, camera, "jpg")
+}
+
+/// `<start_us>.<ext>` files in the day directories of `camera`, by start µs.
+fn files_with_ext(data_dir: &Path, camera: &str, ext: &str) -> Vec<(i64, PathBuf)> {
     let mut out = Vec::new();
     let Ok(days) = std::fs::read_dir(data_dir.join(camera)) else {
         return out;
@@ -289,7 +300,7 @@ pub fn segment_files(data_dir: &Path, camera: &str) -> Vec<(i64, PathBuf)> {
         };
         for f in files.flatten() {
             let p = f.path();
-            if p.extension().is_some_and(|e| e == "h264")
+            if p.extension().is_some_and(|e| e == ext)
                 && let Some(us) = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<i64>().ok())
             {
                 out.push((us, p));
@@ -370,6 +381,24 @@ pub fn probe(path: &Path) -> Probe {
         frames: num(&s["nb_read_frames"]) as i64,
         duration_s: num(&j["format"]["duration"]),
     }
+}
+
+/// What ffprobe says about a picture: (codec, width, height), e.g. `("mjpeg", 320, 180)`.
+pub fn probe_image(path: &Path) -> (String, u64, u64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "ffprobe {}: {}\n{stderr}", path.display(), out.status);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let s = &j["streams"][0];
+    (
+        s["codec_name"].as_str().unwrap_or_default().to_owned(),
+        s["width"].as_u64().unwrap_or(0),
+        s["height"].as_u64().unwrap_or(0),
+    )
 }
 
 /// What `ffmpeg -v error -i FILE -f null -` prints (empty when the file decodes cleanly).
