@@ -16,27 +16,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { ARTIFACTS, BIN, CHROMIUM, CHROMIUM_ARGS, freePort, sleep } from './harness.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..');
-const BIN = process.env.VIGIL_BIN ? path.resolve(process.env.VIGIL_BIN) : path.join(ROOT, 'target', 'release', 'vigil');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
 const CAMERA = 'front';
 const USER = 'alice';
 const PASSWORD = 'a-long-test-password';
-
-// STACK.md pitfalls 8 and 9, as in live.test.mjs.
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-];
 
 const CONFIG = `
 [auth]
@@ -49,20 +36,6 @@ height = 360
 fps = 15
 bitrate_kbps = 600
 `;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 let dir;
 let proc;

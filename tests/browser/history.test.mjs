@@ -12,122 +12,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { ARTIFACTS, BIN, CHROMIUM, CHROMIUM_ARGS, ROOT, VigilServer, freePort, sleep } from './harness.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..');
-const BIN = process.env.VIGIL_BIN ? path.resolve(process.env.VIGIL_BIN) : path.join(ROOT, 'target', 'release', 'vigil');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
 const CAMERA = 'test';
-
-// STACK.md pitfall 8 (headless Chromium as root) and 9 (keep ICE on loopback:
-// let Chromium gather 127.0.0.1 candidates and send plain addresses instead of
-// multicast-DNS names, so no mDNS traffic goes out on a real interface).
-// playwright-core's launch() always gives Chromium a fresh temporary
-// --user-data-dir and deletes it on close.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--allow-loopback-in-peer-connection',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
-];
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-// One run of `vigil serve`. Output is kept (bounded) to print on failure.
-class VigilServer {
-  constructor(port, dataDir, label, config) {
-    this.config = config;
-    this.port = port;
-    this.dataDir = dataDir;
-    this.label = label;
-    this.log = '';
-    this.proc = null;
-    this.exit = null;
-  }
-
-  get base() { return `http://127.0.0.1:${this.port}`; }
-
-  start() {
-    const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
-    delete env.VIGIL_CONFIG;
-    this.proc = spawn(BIN, ['serve', '--config', this.config, '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // own process group, so leftovers (capture children) can be cleaned up
-    });
-    const keep = (chunk) => {
-      this.log += chunk.toString();
-      if (this.log.length > 400_000) this.log = this.log.slice(-300_000);
-    };
-    this.proc.stdout.on('data', keep);
-    this.proc.stderr.on('data', keep);
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => { this.exit = { code, signal }; resolve(this.exit); });
-      this.proc.on('error', (err) => { this.exit = { error: err.message }; keep(`spawn error: ${err.message}\n`); resolve(this.exit); });
-    });
-  }
-
-  async waitHealthy(timeoutMs = 30_000) {
-    const deadline = Date.now() + timeoutMs;
-    let last = '';
-    while (Date.now() < deadline) {
-      if (this.exit) throw new Error(`${this.label} exited before it was healthy: ${JSON.stringify(this.exit)}`);
-      try {
-        const res = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(1000) });
-        if (res.status === 200) return;
-        last = `HTTP ${res.status}`;
-      } catch (e) {
-        last = e.cause ? e.cause.code || e.cause.message : e.message;
-      }
-      await sleep(200);
-    }
-    throw new Error(`${this.label}: GET /healthz not 200 within ${timeoutMs} ms (last: ${last})`);
-  }
-
-  // SIGTERM, then SIGKILL after 5 s; then make sure nothing of its process group is left.
-  async stop() {
-    if (!this.proc) return;
-    const pgid = this.proc.pid;
-    if (!this.exit) {
-      try { process.kill(pgid, 'SIGTERM'); } catch (_) { /* gone */ }
-      const done = await Promise.race([this.exited, sleep(5000).then(() => null)]);
-      if (!done) {
-        this.log += '\n[test] server did not exit within 5 s of SIGTERM: SIGKILL\n';
-        try { process.kill(pgid, 'SIGKILL'); } catch (_) { /* gone */ }
-        await this.exited;
-      }
-    }
-    // Capture children the server started live in its process group.
-    try { process.kill(-pgid, 'SIGKILL'); } catch (_) { /* none left */ }
-  }
-}
-
 
 const CONFIG = `[server]
 min_free_bytes = 0
@@ -169,7 +60,7 @@ async function withDiagnostics(fn) {
 }
 
 async function newServer(label) {
-  const s = new VigilServer(port, dataDir, label, path.join(dataDir, 'vigil.toml'));
+  const s = new VigilServer(port, dataDir, label, ['--config', path.join(dataDir, 'vigil.toml')]);
   servers.push(s);
   s.start();
   await s.waitHealthy(30_000);
