@@ -15,6 +15,7 @@ use super::index::Recording;
 use super::mp4::Mp4File;
 use super::plan::{FileSource, Plan, load_segment};
 use super::service::History;
+pub use super::time::{MAX_TIME_US, MIN_TIME_US, format_time, parse_time, time_range_at};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -107,6 +108,9 @@ struct Api {
 
 impl Api {
     fn check_camera(&self, camera: &str) -> Result<(), ApiError> {
+        if !crate::segment::path::valid_camera_name(camera) {
+            return Err(ApiError::BadRequest("invalid camera name: expected 1-64 of A-Z a-z 0-9 _ -".into()));
+        }
         if self.cameras.iter().any(|c| c == camera) {
             Ok(())
         } else {
@@ -121,83 +125,6 @@ struct RangeQuery {
     end: Option<String>,
     #[serde(default)]
     segments: bool,
-}
-
-/// Parses RFC 3339 or Unix milliseconds into µs since the epoch.
-pub fn parse_time(s: &str) -> Result<i64, ApiError> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !s[1..].contains('-') {
-        return s
-            .parse::<i64>()
-            .ok()
-            .and_then(|ms| ms.checked_mul(1000))
-            .ok_or_else(|| ApiError::BadRequest(format!("bad time {s:?}")));
-    }
-    rfc3339_us(s).ok_or_else(|| ApiError::BadRequest(format!("bad time {s:?}: expected RFC 3339 or Unix ms")))
-}
-
-fn rfc3339_us(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_us = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = s.get(start..i)?;
-        if digits.is_empty() {
-            return None;
-        }
-        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(6).collect();
-        frac_us = padded.parse().ok()?;
-    }
-    let offset_s = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (tz[1..3].parse::<i64>().ok()? * 3600 + tz[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo as u32, d as u32);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    secs.checked_mul(1_000_000)?.checked_add(frac_us)
-}
-
-/// (year, month, day) → days since 1970-01-01 (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// µs since the epoch → RFC 3339 with milliseconds.
-pub fn format_time(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let ms = us.rem_euclid(1_000_000) / 1000;
-    let day = crate::segment::path::day_name(us);
-    let sod = secs.rem_euclid(86_400);
-    format!("{day}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, sod / 60 % 60, sod % 60)
 }
 
 #[derive(Serialize)]
@@ -241,13 +168,7 @@ pub fn runs(recs: &[Recording], open_end_us: i64) -> Vec<(i64, i64)> {
 }
 
 fn time_range(q: &RangeQuery, default_span_us: i64) -> Result<(i64, i64), ApiError> {
-    let now = super::service::now_us_pub();
-    let end = q.end.as_deref().map(parse_time).transpose()?.unwrap_or(now);
-    let start = q.start.as_deref().map(parse_time).transpose()?.unwrap_or(end - default_span_us);
-    if start >= end {
-        return Err(ApiError::BadRequest("start must be before end".into()));
-    }
-    Ok((start, end))
+    time_range_at(q.start.as_deref(), q.end.as_deref(), default_span_us, super::service::now_us_pub())
 }
 
 async fn recordings(
@@ -286,8 +207,9 @@ async fn recordings(
     Ok(axum::Json(RecordingsJson { camera, runs, segments }).into_response())
 }
 
-/// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `len`.
-fn parse_range(h: &str, len: u64) -> Option<Result<std::ops::Range<u64>, ()>> {
+/// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `len`: `None` to
+/// serve the whole file, `Some(Err(()))` for 416.
+pub fn parse_range(h: &str, len: u64) -> Option<Result<std::ops::Range<u64>, ()>> {
     let spec = h.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None; // multiple ranges: serve the whole file (RFC 9110 allows it)
@@ -307,7 +229,7 @@ fn parse_range(h: &str, len: u64) -> Option<Result<std::ops::Range<u64>, ()>> {
             if b < a {
                 return None;
             }
-            a..(b + 1).min(len)
+            a..b.saturating_add(1).min(len)
         }
     };
     if r.start >= len || r.start >= r.end { Some(Err(())) } else { Some(Ok(r)) }
@@ -466,11 +388,12 @@ async fn fmp4_media(
 ) -> Result<Response, ApiError> {
     api.check_camera(&camera)?;
     let (start, end) = fmp4_range(&q)?;
+    let base = q.base.as_deref().map(parse_time).transpose()?;
     let (plan, src, lease) = plan_range(&api, &camera, start, end).await?;
     // Default base: the first sample (the keyframe at or before `start`), so no sample's
     // time clamps to 0.
     let first = plan.samples().first().map_or(start, |s| s.pts_us);
-    let base = q.base.as_deref().map(parse_time).transpose()?.unwrap_or(first).min(first);
+    let base = base.unwrap_or(first).min(first);
     let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, MuxError> {
         let _lease = lease;
         let mut out = Vec::new();
@@ -537,17 +460,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times() {
-        assert_eq!(parse_time("1700000000123").unwrap(), 1_700_000_000_123_000);
-        assert_eq!(parse_time("2026-11-22T00:00:00Z").unwrap(), 1_795_305_600_000_000);
-        assert_eq!(parse_time("2026-11-22T01:00:00.5+01:00").unwrap(), 1_795_305_600_500_000);
-        assert_eq!(format_time(1_795_305_600_500_000), "2026-11-22T00:00:00.500Z");
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-22T00:00:00", "2026-11-22T00:00:00.Z", "1-2"] {
-            assert!(parse_time(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn byte_ranges() {
         assert_eq!(parse_range("bytes=0-9", 100), Some(Ok(0..10)));
         assert_eq!(parse_range("bytes=90-", 100), Some(Ok(90..100)));
@@ -556,6 +468,7 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=5-18446744073709551615", 100), Some(Ok(5..100)));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`index`]: every SQL statement (SQLite or PostgreSQL through sqlx `Any`).
 //! - [`service`]: segment events → rows, crash recovery, retention and garbage collection.
 //! - [`retention`]: the sans-IO retention planner.
-//! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`); [`snapshot`]: JPEGs.
+//! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`); [`snapshot`]: JPEGs;
+//!   [`time`]: times in requests.
 //!
 //! Muxing: builds MP4 files and fMP4 (MSE) segments on the fly from `.h264` + `.idx`
 //! (Moonfire-style: an immutable file of slices served per byte range, a format version in
@@ -49,6 +50,7 @@ pub mod plan;
 pub mod retention;
 pub mod service;
 pub mod snapshot;
+pub mod time;
 
 pub use error::MuxError;
 

@@ -332,11 +332,8 @@ fn scan_and_truncate(seg: &SegmentFiles) -> std::io::Result<Option<(ClosedInfo, 
         return Ok(None);
     }
     let recs = &recs[..good];
-    let first = recs[0].pts_us;
-    let last = recs[good - 1].pts_us;
-    let frame_us = if good > 1 { (last - first) / (good as i64 - 1) } else { 33_333 };
     let mut info = ClosedInfo {
-        end_us: last + frame_us.max(1),
+        end_us: crate::segment::idx::estimated_end_us(recs).unwrap_or(0),
         bytes: keep_data as i64,
         frames: good as i64,
         ..Default::default()
