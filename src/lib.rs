@@ -19,7 +19,8 @@
 //! - [`capture`]: pipelines, the capture child, the supervisor.
 //! - [`segment`]: the on-disk format: Annex-B, `.idx`, writer, tail reader.
 //! - [`live`]: hubs, viewer sessions, the WHEP backend.
-//! - [`http`]: the router; [`server`]: `vigil serve`.
+//! - [`http`]: the router; [`limits`]: request limits and the plain-HTTP listener;
+//!   [`server`]: `vigil serve`.
 //! - [`tls`]: HTTPS certificates (self-signed, files, ACME) and their renewal.
 //!
 //! # Time
@@ -35,7 +36,9 @@ pub mod capture;
 pub mod config;
 pub mod history;
 pub mod http;
+pub mod limits;
 pub mod live;
+pub mod procfs;
 pub mod segment;
 pub mod server;
 pub mod tls;
