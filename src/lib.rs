@@ -34,6 +34,8 @@
 
 pub mod capture;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod http;
 pub mod limits;
