@@ -9,7 +9,11 @@
 //! its `vigil.capture.ts` SEI (docs/segment-format.md). It includes the encoder. With
 //! `--data-dir`, the moment each AU's `.idx` record lands on disk is watched too, giving the
 //! server-added delay (segment → viewer) on its own.
+//!
+//! With `--churn N` it instead runs N connect/disconnect cycles and checks that the server's
+//! memory and gauges come back (see `churn.rs`).
 
+mod churn;
 mod h264;
 mod idxwatch;
 mod sys;
@@ -73,6 +77,13 @@ struct Cli {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Churn mode: this many WHEP connect / first keyframe / DELETE cycles, then a leak check
+    /// (RSS and /metrics gauges) instead of the viewer window.
+    #[arg(long)]
+    churn: Option<usize>,
+    /// Churn mode: cycles run at once.
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -215,6 +226,18 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some(n) = cli.churn {
+        let report = rt.block_on(churn_run(&cli, n))?;
+        let mut out = std::io::stdout().lock();
+        if cli.json {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        } else {
+            write!(out, "{}", churn::human(&report))?;
+        }
+        rt.shutdown_timeout(Duration::from_secs(1));
+        return Ok(());
+    }
     let report = rt.block_on(run(&cli))?;
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -259,6 +282,23 @@ async fn prom(http: &reqwest::Client, base: &str, camera: &str) -> Prom {
         lat_sum: sys::prom_sum(&text, &format!("{AU_LATENCY}_sum"), camera),
         lat_count: sys::prom_sum(&text, &format!("{AU_LATENCY}_count"), camera),
     }
+}
+
+async fn churn_run(cli: &Cli, n: usize) -> Result<churn::ChurnReport> {
+    let base = cli.url.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).timeout(Duration::from_secs(20)).build()?;
+    let shared = Arc::new(Shared {
+        measuring: Default::default(),
+        idx: None,
+        http,
+        whep_url: format!("{base}/whep/{}", cli.camera),
+        bind: cli.bind.clone(),
+        setup_timeout: cli.setup_timeout,
+        nack: !cli.no_nack,
+        ice_check_interval: cli.ice_check_interval,
+        frame_interval_us: None,
+    });
+    Ok(churn::run(shared, &base, &cli.camera, cli.pid, n, cli.parallel).await)
 }
 
 async fn run(cli: &Cli) -> Result<Report> {
