@@ -22,6 +22,8 @@ use crate::history::plan::{MemSource, Plan, SegmentInput};
 use crate::segment::annexb::{self, nal, nal_type, nal_units};
 use crate::segment::idx::{self, FLAG_KEYFRAME, RECORD_LEN, Record};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::certificate::RTCCertificate;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -135,13 +137,23 @@ pub fn whep_offer(data: &[u8]) {
 }
 
 /// A sans-IO peer connection set up as a viewer's is (`live::session`): same codecs,
-/// interceptors, settings and track; no sockets, no tasks.
+/// interceptors, settings and track; no sockets, no tasks. One DTLS certificate is made once
+/// and reused (a viewer gets a fresh one; making it dominated the time per input).
 fn viewer_peer_connection(profile_idc: u8) -> Result<RTCPeerConnection, String> {
     use crate::live::session::{NetConfig, media_engine, setting_engine, viewer_track};
+    static CERTS: std::sync::OnceLock<Vec<RTCCertificate>> = std::sync::OnceLock::new();
+    let certs = match CERTS.get() {
+        Some(c) => c.clone(),
+        None => {
+            let pc = RTCPeerConnectionBuilder::new().build(Instant::now()).map_err(|e| e.to_string())?;
+            CERTS.get_or_init(|| pc.get_configuration().certificates().to_vec()).clone()
+        }
+    };
     let mut me = media_engine(profile_idc).map_err(|e| e.to_string())?;
     let registry = register_default_interceptors(Registry::new(), &mut me).map_err(|e| e.to_string())?;
     let net = NetConfig { ice_servers: Vec::new(), public_ips: Vec::new() };
     let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().with_certificates(certs).build())
         .with_media_engine(me)
         .with_setting_engine(setting_engine(&net))
         .with_interceptor_registry(registry)
