@@ -7,7 +7,10 @@
 //!   connection, the next request's) do not arrive within `request_header_timeout`. hyper
 //!   only enforces that with a timer, which `axum::serve` does not install, so plain-HTTP
 //!   listeners are served by [`serve`] here and the HTTPS server gets the same settings
-//!   through [`configure_auto`].
+//!   through [`configure_auto`]. On HTTPS, hyper first reads up to 24 bytes to tell HTTP/1
+//!   from HTTP/2, with no timeout of its own: [`PrefaceDeadline`] (through
+//!   [`DeadlineAcceptor`]) fails the connection if those bytes are not in within the header
+//!   timeout, so a client that completes TLS and then says nothing is not held forever.
 //! - Bodies: the [`body_guard`] middleware reads every request body up front, at most
 //!   `max_request_body_bytes` (413) within `request_body_timeout` (408), then hands the
 //!   buffered body on. vigil's bodies are small (SDP, trickle fragments), so buffering them
@@ -127,6 +130,127 @@ pub fn configure_auto(builder: &mut hyper_util::server::conn::auto::Builder<Toki
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
 }
 
+/// How many bytes hyper's HTTP/1-or-2 detection reads (the HTTP/2 connection preface).
+const PREFACE_LEN: usize = 24;
+
+/// A stream whose reads fail with `TimedOut` if fewer than [`PREFACE_LEN`] bytes have arrived
+/// by a deadline; after that it is the stream itself. Writes pass through.
+pub struct PrefaceDeadline<S> {
+    inner: S,
+    read: usize,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> PrefaceDeadline<S> {
+    /// Wraps `inner`; the deadline is `timeout` from now.
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        Self { inner, read: 0, deadline: Some(Box::pin(tokio::time::sleep(timeout))) }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for PrefaceDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.read += buf.filled().len() - before;
+                if this.read >= PREFACE_LEN {
+                    this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                let expired = this.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                if expired {
+                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "no request within the header timeout");
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for PrefaceDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An axum-server acceptor that wraps what `inner` accepts (the TLS stream) in
+/// [`PrefaceDeadline`].
+#[derive(Debug, Clone)]
+pub struct DeadlineAcceptor<A> {
+    inner: A,
+    timeout: Duration,
+}
+
+impl<A> DeadlineAcceptor<A> {
+    /// Wraps `inner`, with the deadline `timeout` after the inner accept completes.
+    pub fn new(inner: A, timeout: Duration) -> Self {
+        Self { inner, timeout }
+    }
+}
+
+impl<A, I, S> axum_server::accept::Accept<I, S> for DeadlineAcceptor<A>
+where
+    A: axum_server::accept::Accept<I, S>,
+    A::Future: Send + 'static,
+    A::Stream: Send + 'static,
+    A::Service: Send + 'static,
+{
+    type Stream = PrefaceDeadline<A::Stream>;
+    type Service = A::Service;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = std::io::Result<(Self::Stream, Self::Service)>> + Send + 'static>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let accepted = self.inner.accept(stream, service);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let (stream, service) = accepted.await?;
+            Ok((PrefaceDeadline::new(stream, timeout), service))
+        })
+    }
+}
+
 /// Serves `router` over plain HTTP/1.1 on `listener` with the header timeout, handing
 /// handlers the client address (`ConnectInfo<SocketAddr>`), until `shutdown` resolves; then
 /// waits up to 5 s for requests in flight.
@@ -217,6 +341,24 @@ mod tests {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let body = axum::body::to_bytes(r.into_body(), 1000).await.unwrap();
         assert_eq!(body, "request body larger than 10 bytes\n");
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_fails_after_the_deadline_and_a_talking_one_does_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (_client, server) = tokio::io::duplex(64);
+        let mut silent = PrefaceDeadline::new(server, Duration::from_millis(100));
+        let e = silent.read(&mut [0u8; 8]).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut talking = PrefaceDeadline::new(server, Duration::from_millis(100));
+        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(talking.read(&mut buf).await.unwrap(), 27);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.write_all(b"more").await.unwrap();
+        assert_eq!(talking.read(&mut buf).await.unwrap(), 4, "no deadline once the preface is in");
     }
 
     #[tokio::test]

@@ -168,6 +168,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config)),
             )
             .context("HTTPS listener")?
+            .map(|tls| crate::limits::DeadlineAcceptor::new(tls, limits.header_timeout))
             .handle(handle.clone());
             crate::limits::configure_auto(https_server.http_builder(), limits);
             let https_server = https_server.serve(router.clone().into_make_service_with_connect_info::<SocketAddr>());
