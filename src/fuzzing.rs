@@ -353,6 +353,12 @@ fn fuzz_au(kind: u8, inp: &mut Input) -> (Vec<u8>, bool) {
 /// Hostile segments (records from the input or describing generated AUs, some bent) through
 /// the planner and both muxers, reading every byte of the results.
 pub fn mp4(data: &[u8]) {
+    let _ = mp4_reach(data);
+}
+
+/// How far an `mp4` input got: (planned, whole file written, fragments built).
+fn mp4_reach(data: &[u8]) -> (bool, bool, usize) {
+    let mut reach = (false, false, 0);
     let _ = dump(data); // the box printer, on raw bytes
     let mut inp = Input(data);
     let ctrl = inp.u8();
@@ -399,8 +405,9 @@ pub fn mp4(data: &[u8]) {
             a..a.saturating_add(i64::from(inp.u16()) * 10_000)
         }
     };
-    let Ok(plan) = Plan::build(&segs, range, &mem) else { return };
+    let Ok(plan) = Plan::build(&segs, range, &mem) else { return reach };
     check_plan(&plan);
+    reach.0 = true;
 
     if let Ok(file) = Mp4File::new(plan.clone()) {
         let len = file.len();
@@ -414,6 +421,7 @@ pub fn mp4(data: &[u8]) {
             let mut part = Vec::new();
             file.write_range(a..b, &mem, &mut part).expect("a sub-range of a readable file reads");
             assert!(part == whole[a as usize..b as usize], "range {a}..{b} differs from the whole file");
+            reach.1 = true;
         }
     }
     for e in 0..plan.entries().len() as u32 {
@@ -424,8 +432,10 @@ pub fn mp4(data: &[u8]) {
     for (i, g) in plan.gops().into_iter().enumerate() {
         if let Ok(frag) = plan.fragment(g, i as u32 + 1, base, &mem) {
             assert!(dump(&frag).starts_with("moof"));
+            reach.2 += 1;
         }
     }
+    reach
 }
 
 fn check_plan(plan: &Plan) {
@@ -485,6 +495,34 @@ mod tests {
         }
         whep_offer(SEED_OFFER.as_bytes());
         sdpfrag(b"a=mid:0\r\na=candidate:2 1 udp 2130706431 127.0.0.1 50001 typ host\r\n");
+    }
+
+    /// An `mp4` input of one segment: `frames` contract AUs at 30 fps, a keyframe every
+    /// `gop`, and a range of `span_10ms` × 10 ms from the first (the shape of the seeds in
+    /// fuzz/corpus/mp4/).
+    fn mp4_input(frames: u8, gop: u8, span_10ms: u16, unfiltered: bool) -> Vec<u8> {
+        let mut b = vec![if unfiltered { 0x10 } else { 0 }, frames];
+        for i in 0..frames {
+            let kind: u8 = if i % gop == 0 { 0 } else { 1 };
+            b.push(1 | (kind << 3));
+            b.extend_from_slice(&333u16.to_le_bytes());
+            b.extend_from_slice(&[20 + i % 7, 0]);
+        }
+        b.push(1);
+        b.extend_from_slice(&0i32.to_le_bytes());
+        b.extend_from_slice(&span_10ms.to_le_bytes());
+        b.extend_from_slice(&100u64.to_le_bytes());
+        b.extend_from_slice(&900u64.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn mp4_inputs_reach_the_muxers() {
+        for unfiltered in [false, true] {
+            let (planned, written, fragments) = mp4_reach(&mp4_input(30, 10, 100, unfiltered));
+            assert!(planned && written, "unfiltered {unfiltered}");
+            assert_eq!(fragments, 3);
+        }
     }
 
     #[test]
