@@ -3,6 +3,7 @@
 # the kept corpora instead (tests/fuzz_corpus.rs).
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]     default: 600 s each, every target
+#   FUZZ_ARGS="-use_value_profile=1" fuzz/run.sh ...   extra libFuzzer flags
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). One fuzzing process
 # at a time (-fork=1: a crash is saved and fuzzing goes on, so every run gets its full time),
@@ -28,6 +29,6 @@ for t in $targets; do
     echo "== $t: ${secs}s"
     # shellcheck disable=SC2086
     cargo +nightly fuzz run -s none "$t" "fuzz/corpus/$t" -- \
-        -fork=1 -ignore_crashes=1 -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 $extra ||
+        -fork=1 -ignore_crashes=1 -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 $extra ${FUZZ_ARGS:-} ||
         echo "== $t stopped with a crash: see fuzz/artifacts/$t/"
 done
