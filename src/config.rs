@@ -73,6 +73,15 @@ pub struct ServerConfig {
     /// Free disk space to keep on the data directory's filesystem; the oldest recordings of
     /// all cameras are deleted to stay above it. 0 disables the check.
     pub min_free_bytes: u64,
+    /// WHEP sessions one client address may hold at once (429 beyond); 0 for no limit.
+    pub max_sessions_per_client: usize,
+    /// Longest wait for a request's headers, also how long an idle keep-alive connection
+    /// stays open (`"10s"`).
+    pub request_header_timeout: HumanDuration,
+    /// Longest wait for a request's whole body (408 beyond).
+    pub request_body_timeout: HumanDuration,
+    /// Largest request body in bytes (413 beyond).
+    pub max_request_body_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +96,10 @@ impl Default for ServerConfig {
             max_viewers: 500,
             database_url: None,
             min_free_bytes: 256 << 20,
+            max_sessions_per_client: 16,
+            request_header_timeout: HumanDuration(Duration::from_secs(10)),
+            request_body_timeout: HumanDuration(Duration::from_secs(10)),
+            max_request_body_bytes: 64 * 1024,
         }
     }
 }
@@ -603,6 +616,7 @@ impl Config {
             }
         }
         self.server.udp_port_range().map_err(ConfigError::Invalid)?;
+        crate::limits::HttpLimits::from_config(&self.server).map_err(ConfigError::Invalid)?;
         self.tls.validate(self.server.listen).map_err(|m| ConfigError::Invalid(format!("[tls] {m}")))?;
         self.auth.validate().map_err(|m| ConfigError::Invalid(format!("[auth] {m}")))?;
         Ok(())

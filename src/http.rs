@@ -81,6 +81,7 @@ async fn style_css() -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
+    crate::procfs::refresh();
     match &st.metrics {
         Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n").into_response(),

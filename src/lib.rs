@@ -23,7 +23,8 @@
 //! - [`segment`]: the on-disk format: Annex-B, `.idx`, writer, tail reader.
 //! - [`live`]: hubs, viewer sessions, the WHEP backend; [`media`]: the signaling backend
 //!   that routes WHEP to live and WHIP to ingest; [`rtcp_tap`]: inbound RTCP for the app.
-//! - [`http`]: the router; [`server`]: `vigil serve`.
+//! - [`http`]: the router; [`limits`]: request limits and the plain-HTTP listener;
+//!   [`server`]: `vigil serve`; [`procfs`]: process gauges for leak checks.
 //! - [`tls`]: HTTPS certificates (self-signed, files, ACME) and their renewal.
 //! - [`auth`]: users, API tokens, sessions, shared links; the guard in front of the router.
 //!
@@ -39,11 +40,15 @@
 pub mod auth;
 pub mod capture;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod live;
 pub mod media;
+pub mod procfs;
 pub mod rtcp_tap;
 pub mod segment;
 pub mod server;

@@ -133,9 +133,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             net: net.clone(),
             max_per_camera: cfg.server.max_viewers_per_camera,
             max_total: cfg.server.max_viewers,
+            max_per_client: cfg.server.max_sessions_per_client,
         },
     );
-    let ingest = Ingest::new(whip_cameras, cfg.cameras.iter().map(|c| c.name.clone()).collect(), live.ports(), net);
+    let ingest = Ingest::new(
+        whip_cameras,
+        cfg.cameras.iter().map(|c| c.name.clone()).collect(),
+        live.ports(),
+        net,
+        Some(auth.clone()),
+    );
     let signaling_cfg = signaling::Config {
         whep: true,
         whip: true,
@@ -158,17 +165,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         Some(t) => t.status.clone(),
         None => Arc::new(crate::tls::TlsStatus::new(&cfg.tls)),
     };
+    let limits = crate::limits::HttpLimits::from_config(&cfg.server).map_err(anyhow::Error::msg)?;
     let routes = app(
         AppState { cameras: Arc::new(cameras), live, ingest: ingest.clone(), metrics, tls: tls_status },
         signaling_cfg,
     )
     .merge(crate::history::api::router(history.clone(), cfg.cameras.iter().map(|c| c.name.clone()).collect()))
     .merge(crate::auth::router(auth.clone()));
-    // One guard per listener: it sets the cookie flags for its transport.
-    let router =
-        crate::auth::protect(routes.clone(), auth.clone(), false).layer(tower_http::trace::TraceLayer::new_for_http());
-    let https_router =
-        crate::auth::protect(routes, auth.clone(), true).layer(tower_http::trace::TraceLayer::new_for_http());
+    // One guard per listener: it sets the cookie flags for its transport. Body limits come
+    // first, so no handler (login included) reads an unbounded body.
+    let router = crate::limits::guard_bodies(crate::auth::protect(routes.clone(), auth.clone(), false), limits)
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let https_router = crate::limits::guard_bodies(crate::auth::protect(routes, auth.clone(), true), limits)
+        .layer(tower_http::trace::TraceLayer::new_for_http());
 
     if !listen.ip().is_loopback() {
         if auth.required() {
@@ -207,17 +216,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             );
             let server_config = crate::tls::server_config(tls.resolver.clone()).context("TLS server configuration")?;
             let handle = axum_server::Handle::new();
-            let https_server = axum_server::from_tcp_rustls(
+            let mut https_server = axum_server::from_tcp_rustls(
                 https,
                 axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config)),
             )
             .context("HTTPS listener")?
-            .handle(handle.clone())
-            .serve(https_router.into_make_service_with_connect_info::<SocketAddr>());
-            let redirect = crate::tls::http01::router(tls.challenges.clone(), https_addr.port())
-                .layer(tower_http::trace::TraceLayer::new_for_http());
-            let http_server = axum::serve(http, redirect.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(shutdown_requested(shutdown_rx.clone()));
+            .map(|tls| crate::limits::DeadlineAcceptor::new(tls, limits.header_timeout))
+            .handle(handle.clone());
+            crate::limits::configure_auto(https_server.http_builder(), limits);
+            let https_server = https_server.serve(https_router.into_make_service_with_connect_info::<SocketAddr>());
+            let redirect = crate::tls::http01::router(tls.challenges.clone(), https_addr.port());
+            let redirect =
+                crate::limits::guard_bodies(redirect, limits).layer(tower_http::trace::TraceLayer::new_for_http());
+            let http_server = crate::limits::serve(http, redirect, limits, shutdown_requested(shutdown_rx.clone()));
             let manager = tls.spawn(shutdown_rx.clone());
             let mut rx = shutdown_rx.clone();
             tokio::spawn(async move {
@@ -239,8 +250,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
     });
-    let plain = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_requested(shutdown_rx.clone()));
+    let plain = crate::limits::serve(listener, router, limits, shutdown_requested(shutdown_rx.clone()));
     tokio::try_join!(async { plain.await.context("HTTP server") }, async {
         match tls_servers {
             Some(f) => f.await,

@@ -17,6 +17,8 @@
 //! * `refuses_to_start_without_credentials`: required auth (by config or by a non-loopback
 //!   listen address) and nobody to log in: the server exits with a clear message.
 //! * `https_session_cookie_is_secure`: over HTTPS the cookie is `__Host-` and `Secure`.
+//! * `publisher_token_publishes_over_whip`: a `publisher` API token publishes over WHIP; a
+//!   viewer token or another camera's publisher token is 403.
 
 mod common;
 mod pebble;
@@ -580,4 +582,52 @@ fn https_session_cookie_is_secure() {
     assert_eq!(me.json()["name"], "bob");
     assert_eq!(get(&server.url("/api/cameras"), &[]).status, 401);
     assert_eq!(get(&server.url("/api/cameras"), &[("Authorization", &creds.viewer_h())]).status, 200);
+}
+
+/// WHIP takes vigil API tokens too: a `publisher` token for the camera publishes (and a viewer
+/// with an admin token decodes what it sends); a viewer token, or a publisher token for
+/// another camera, is 403; an unknown token 401.
+#[test]
+fn publisher_token_publishes_over_whip() {
+    use common::publisher::{PublishOptions, Publisher};
+    let _g = serial();
+    let config = format!(
+        "{CONFIG}\n[[cameras]]\nname = \"studio\"\nsource = \"whip\"\npublish_token = \"studio-publish-token-0123\"\nsegment_seconds = 2\n"
+    );
+    let mut tokens = None;
+    let server = Server::start_prepared(&config, |p| {
+        let creds = make_users(p);
+        let c = p.to_str().expect("utf-8 path");
+        let add = |name: &str, cameras: &str| {
+            let (ok, token, err) =
+                vigil(&["token", "add", name, "--role", "publisher", "--cameras", cameras, "--config", c], "");
+            assert!(ok, "vigil token add {name}: {err}");
+            token.trim().to_owned()
+        };
+        let studio = add("studio-pub", "studio");
+        let front = add("front-pub", "front");
+        tokens = Some((creds, studio, front));
+    });
+    let (creds, studio_pub, front_pub) = tokens.expect("tokens");
+    let base = server.base();
+    let publisher = Publisher::new(&PublishOptions::default()).expect("publisher");
+
+    let r = publisher.post(&base, "studio", Some(&creds.viewer)).unwrap();
+    assert_eq!(r.status, 403, "a viewer token: {}", r.body);
+    assert!(r.body.contains("publisher or admin"), "{}", r.body);
+    let r = publisher.post(&base, "studio", Some(&front_pub)).unwrap();
+    assert_eq!(r.status, 403, "a publisher token for another camera: {}", r.body);
+    assert!(r.body.contains("studio"), "{}", r.body);
+    let r = publisher.post(&base, "studio", Some("not-a-token-of-this-server")).unwrap();
+    assert_eq!(r.status, 401, "an unknown token: {}", r.body);
+
+    let live = publisher.publish(&base, "studio", &studio_pub).expect("publish with a publisher token");
+    let admin = creds.admin_h();
+    let client = WhepClient::connect_with(&base, "studio", &[("Authorization", admin.as_str())]).expect("WHEP viewer");
+    let stats = client.wait_frames(20, Duration::from_secs(20)).expect("decoded frames from the publisher");
+    assert!(stats.width > 0 && stats.height > 0, "{stats:?}");
+    // Ending the session needs a token that may publish to it.
+    let r = req("DELETE", live.location(), &[("Authorization", &creds.viewer_h())], None);
+    assert_eq!(r.status, 403, "DELETE with a viewer token: {}", r.body);
+    assert_eq!(live.delete().expect("DELETE"), 200);
 }

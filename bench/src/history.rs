@@ -28,6 +28,9 @@ pub struct HistoryArgs {
     /// Camera name.
     #[arg(long, default_value = "test")]
     camera: String,
+    /// API token sent as `Authorization: Bearer` (a server with `[auth]` on).
+    #[arg(long, env = "VIGIL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Days listed, ending now.
     #[arg(long, default_value_t = 30.0)]
     days: f64,
@@ -184,7 +187,10 @@ impl Rng {
 pub async fn run(a: &HistoryArgs) -> Result<()> {
     let base = a.url.trim_end_matches('/').to_owned();
     let cam = format!("{base}/api/cameras/{}", a.camera);
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(300)).build()?;
+    let http = crate::with_token(reqwest::Client::builder(), a.token.as_deref())?
+        .no_proxy()
+        .timeout(Duration::from_secs(300))
+        .build()?;
     let mut rep = Report { url: base.clone(), camera: a.camera.clone(), ..Default::default() };
 
     // ---- listing ----

@@ -10,8 +10,11 @@
 //! `--data-dir`, the moment each AU's `.idx` record lands on disk is watched too, giving the
 //! server-added delay (segment → viewer) on its own.
 //!
-//! `vigil-bench history` times the recorded-history API instead ([`history`]).
+//! `vigil-bench history` times the recorded-history API instead ([`history`]). With
+//! `--churn N` it runs N connect/disconnect cycles and checks that the server's memory and
+//! gauges come back (see `churn.rs`).
 
+mod churn;
 mod h264;
 mod history;
 mod idxwatch;
@@ -47,6 +50,10 @@ struct Cli {
     /// Server base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// API token (`vigil token add`) sent as `Authorization: Bearer` on every request, for a
+    /// server with `[auth]` on; an admin token also lets it read `/metrics`.
+    #[arg(long, env = "VIGIL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Camera name.
     #[arg(long, default_value = "test")]
     camera: String,
@@ -83,6 +90,13 @@ struct Cli {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Churn mode: this many WHEP connect / first keyframe / DELETE cycles, then a leak check
+    /// (RSS and /metrics gauges) instead of the viewer window.
+    #[arg(long)]
+    churn: Option<usize>,
+    /// Churn mode: cycles run at once.
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -234,6 +248,18 @@ fn main() -> Result<()> {
     if let Some(Mode::History(a)) = &cli.mode {
         return rt.block_on(history::run(a));
     }
+    if let Some(n) = cli.churn {
+        let report = rt.block_on(churn_run(&cli, n))?;
+        let mut out = std::io::stdout().lock();
+        if cli.json {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        } else {
+            write!(out, "{}", churn::human(&report))?;
+        }
+        rt.shutdown_timeout(Duration::from_secs(1));
+        return Ok(());
+    }
     let report = rt.block_on(run(&cli))?;
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -280,9 +306,45 @@ async fn prom(http: &reqwest::Client, base: &str, camera: &str) -> Prom {
     }
 }
 
+/// Sends `Authorization: Bearer <token>` on every request when a token is given.
+pub(crate) fn with_token(b: reqwest::ClientBuilder, token: Option<&str>) -> Result<reqwest::ClientBuilder> {
+    let Some(t) = token else { return Ok(b) };
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+        .context("--token: not a valid header value")?;
+    v.set_sensitive(true);
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::AUTHORIZATION, v);
+    Ok(b.default_headers(h))
+}
+
+async fn churn_run(cli: &Cli, n: usize) -> Result<churn::ChurnReport> {
+    let base = cli.url.trim_end_matches('/').to_owned();
+    // No idle keep-alive connections: each would hold a server task and a socket, blurring
+    // the task and fd counts the leak check compares.
+    let http = with_token(reqwest::Client::builder(), cli.token.as_deref())?
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(20))
+        .build()?;
+    let shared = Arc::new(Shared {
+        measuring: Default::default(),
+        idx: None,
+        http,
+        whep_url: format!("{base}/whep/{}", cli.camera),
+        bind: cli.bind.clone(),
+        setup_timeout: cli.setup_timeout,
+        nack: !cli.no_nack,
+        ice_check_interval: cli.ice_check_interval,
+        frame_interval_us: None,
+    });
+    Ok(churn::run(shared, &base, &cli.camera, cli.pid, n, cli.parallel).await)
+}
+
 async fn run(cli: &Cli) -> Result<Report> {
     let base = cli.url.trim_end_matches('/').to_owned();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).timeout(Duration::from_secs(20)).build()?;
+    let http = with_token(reqwest::Client::builder(), cli.token.as_deref())?
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(20))
+        .build()?;
     let pid = cli.pid.map(|p| p.to_string());
     let mut rep = Report {
         url: base.clone(),

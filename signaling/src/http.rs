@@ -128,6 +128,7 @@ async fn create<B: Backend, K: KindOf>(
     body: Bytes,
 ) -> Response {
     let result = async {
+        check_resource(&resource)?;
         if !content_type_is(&headers, "application/sdp") {
             return Err(SignalError::UnsupportedMediaType("expected Content-Type: application/sdp".into()));
         }
@@ -165,6 +166,33 @@ async fn create<B: Backend, K: KindOf>(
     with_cors(resp)
 }
 
+/// Longest resource name or session id accepted in a URL.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// A resource name or session id as it may appear in a URL path and in `Location`: 1 to
+/// [`MAX_NAME_LEN`] unreserved characters (RFC 3986 §2.3), and not `.` or `..`. Anything
+/// else (`/`, `%`, `\`, NUL, spaces, non-ASCII, decoded from a percent-encoded path) is refused
+/// before the backend sees it.
+pub fn valid_name(s: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn check_resource(resource: &str) -> Result<(), SignalError> {
+    if valid_name(resource) {
+        Ok(())
+    } else {
+        Err(SignalError::BadRequest(format!("invalid resource name: expected 1-{MAX_NAME_LEN} of A-Z a-z 0-9 - . _ ~")))
+    }
+}
+
+fn check_session(resource: &str, session: &str) -> Result<(), SignalError> {
+    check_resource(resource)?;
+    if valid_name(session) { Ok(()) } else { Err(SignalError::NotFound("no such session".into())) }
+}
+
 fn quote_etag(e: &str) -> String {
     if e.starts_with('"') || e.starts_with("W/") { e.to_owned() } else { format!("\"{e}\"") }
 }
@@ -181,6 +209,7 @@ async fn patch<B: Backend, K: KindOf>(
     body: Bytes,
 ) -> Response {
     let result = async {
+        check_session(&resource, &session)?;
         let Some(etag) = st.backend.etag(K::KIND, &resource, &session) else {
             return Err(SignalError::NotFound(format!("no session {session} for {resource}")));
         };
@@ -218,6 +247,9 @@ async fn delete<B: Backend, K: KindOf>(
     Path((resource, session)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if let Err(e) = check_session(&resource, &session) {
+        return with_cors(e.into_response());
+    }
     match st.backend.delete(K::KIND, &resource, &session, bearer(&headers)).await {
         Ok(()) => with_cors(StatusCode::OK.into_response()),
         Err(e) => with_cors(e.into_response()),
@@ -355,6 +387,29 @@ mod tests {
             let text = std::str::from_utf8(&body).unwrap();
             assert_eq!(text.trim_end().lines().count(), 1, "{text:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn path_segments_are_plain_names() {
+        let app = app();
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        for (path, want) in [
+            ("/whep/..", StatusCode::BAD_REQUEST),
+            ("/whep/%2e%2e", StatusCode::BAD_REQUEST),
+            ("/whep/a%2fb", StatusCode::BAD_REQUEST),
+            ("/whep/a%5cb", StatusCode::BAD_REQUEST),
+            ("/whep/a%00", StatusCode::BAD_REQUEST),
+            ("/whep/%c3%a9", StatusCode::BAD_REQUEST),
+            (&format!("/whep/{long}"), StatusCode::BAD_REQUEST),
+        ] {
+            let r = send(&app, post(path, "application/sdp", OFFER)).await;
+            assert_eq!(r.status(), want, "{path}");
+        }
+        for path in ["/whep/cam/..", "/whep/cam/%2e%2e", "/whep/cam/s%2f1", "/whep/cam/s%001"] {
+            let r = send(&app, Request::delete(path).body(Body::empty()).unwrap()).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+        assert!(valid_name("front-door_2.cam~1") && !valid_name(".") && !valid_name(""));
     }
 
     #[tokio::test]

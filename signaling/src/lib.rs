@@ -24,7 +24,7 @@ mod http;
 pub mod sdp;
 
 pub use error::SignalError;
-pub use http::{Config, IceServer, router};
+pub use http::{Config, IceServer, MAX_NAME_LEN, router, valid_name};
 pub use sdp::{IceFragment, OfferSummary};
 
 use std::future::Future;

@@ -61,8 +61,8 @@ pub enum Role {
     /// the cameras it is allowed.
     #[default]
     Viewer,
-    /// A viewer that may also publish (WHIP) to its cameras where the WHIP backend accepts
-    /// vigil credentials (each camera's own `publish_token` is checked by that backend).
+    /// A viewer that may also publish (WHIP) to its cameras: an API token of this role works
+    /// as a bearer token for `POST /whip/{camera}`, besides the camera's `publish_token`.
     Publisher,
     /// Everything, on every camera (its `cameras` list is ignored), plus `/metrics` and
     /// `/api/status`.

@@ -12,10 +12,11 @@
 //! Times are RFC 3339 (`2026-11-21T10:00:00Z`, offsets allowed) or Unix milliseconds.
 
 use super::error::MuxError;
-use super::listing::{self, format_time, recordings_json, runs};
+use super::listing::{recordings_json, runs};
 use super::mp4::Mp4File;
 use super::plan::{FileSource, Plan, load_segment};
 use super::service::History;
+pub use super::time::{MAX_TIME_US, MIN_TIME_US, format_time, parse_time, time_range_at};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -40,6 +41,9 @@ pub enum ApiError {
     /// 416.
     #[error("{0}")]
     RangeNotSatisfiable(String, u64),
+    /// 503 with `Retry-After: 1`: every JPEG decode slot is busy.
+    #[error("{0}")]
+    Busy(String),
     /// 500: detail logged, not sent.
     #[error("{0}")]
     Internal(String),
@@ -51,6 +55,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             ApiError::RangeNotSatisfiable(m, _) => (StatusCode::RANGE_NOT_SATISFIABLE, m.clone()),
+            ApiError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "history API");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error (see server log)".into())
@@ -62,6 +67,9 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}"))
         {
             r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
     }
@@ -107,6 +115,9 @@ struct Api {
 
 impl Api {
     fn check_camera(&self, camera: &str) -> Result<(), ApiError> {
+        if !crate::segment::path::valid_camera_name(camera) {
+            return Err(ApiError::BadRequest("invalid camera name: expected 1-64 of A-Z a-z 0-9 _ -".into()));
+        }
         if self.cameras.iter().any(|c| c == camera) {
             Ok(())
         } else {
@@ -123,19 +134,8 @@ struct RangeQuery {
     segments: bool,
 }
 
-/// Parses RFC 3339 or Unix milliseconds into µs since the epoch (400 if neither).
-pub fn parse_time(s: &str) -> Result<i64, ApiError> {
-    listing::parse_time(s).map_err(ApiError::BadRequest)
-}
-
 fn time_range(q: &RangeQuery, default_span_us: i64) -> Result<(i64, i64), ApiError> {
-    let now = super::service::now_us_pub();
-    let end = q.end.as_deref().map(parse_time).transpose()?.unwrap_or(now);
-    let start = q.start.as_deref().map(parse_time).transpose()?.unwrap_or(end - default_span_us);
-    if start >= end {
-        return Err(ApiError::BadRequest("start must be before end".into()));
-    }
-    Ok((start, end))
+    time_range_at(q.start.as_deref(), q.end.as_deref(), default_span_us, super::service::now_us_pub())
 }
 
 async fn recordings(
@@ -153,8 +153,9 @@ async fn recordings(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `len`.
-fn parse_range(h: &str, len: u64) -> Option<Result<std::ops::Range<u64>, ()>> {
+/// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `len`: `None` to
+/// serve the whole file, `Some(Err(()))` for 416.
+pub fn parse_range(h: &str, len: u64) -> Option<Result<std::ops::Range<u64>, ()>> {
     let spec = h.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None; // multiple ranges: serve the whole file (RFC 9110 allows it)
@@ -174,7 +175,7 @@ fn parse_range(h: &str, len: u64) -> Option<Result<std::ops::Range<u64>, ()>> {
             if b < a {
                 return None;
             }
-            a..(b + 1).min(len)
+            a..b.saturating_add(1).min(len)
         }
     };
     if r.start >= len || r.start >= r.end { Some(Err(())) } else { Some(Ok(r)) }
@@ -333,11 +334,12 @@ async fn fmp4_media(
 ) -> Result<Response, ApiError> {
     api.check_camera(&camera)?;
     let (start, end) = fmp4_range(&q)?;
+    let base = q.base.as_deref().map(parse_time).transpose()?;
     let (plan, src, lease) = plan_range(&api, &camera, start, end).await?;
     // Default base: the first sample (the keyframe at or before `start`), so no sample's
     // time clamps to 0.
     let first = plan.samples().first().map_or(start, |s| s.pts_us);
-    let base = q.base.as_deref().map(parse_time).transpose()?.unwrap_or(first).min(first);
+    let base = base.unwrap_or(first).min(first);
     let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, MuxError> {
         let _lease = lease;
         let mut out = Vec::new();
@@ -379,8 +381,14 @@ async fn snapshot(
     }
     let files = api.history.files(&rec);
     let lease = api.history.leases().take([files.data.clone()]);
+    // At most MAX_MAKING decodes at once; the slot stays with the decode even if the client goes.
+    let slot = api
+        .history
+        .decode_slot(Some(super::thumbnail::REQUEST_WAIT))
+        .await
+        .map_err(|e| ApiError::Busy(e.to_string()))?;
     let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-        let _lease = lease;
+        let (_lease, _slot) = (lease, slot);
         let seg = load_segment(&files)?;
         let aus = gop_for(&seg, t).ok_or_else(|| ApiError::NotFound("no recorded frame at that time".into()))?;
         snapshot_jpeg(&seg, &aus).map_err(|e| match e {
@@ -417,13 +425,16 @@ async fn thumbnail(
     if !open && t >= rec.end_us {
         return Err(ApiError::NotFound("nothing recorded at that time (gap)".into()));
     }
-    let jpeg = api.history.thumbnail(&api.history.files(&rec)).await.map_err(|e| match e {
-        SnapshotError::NoFrame => ApiError::NotFound("no frame recorded in that segment yet".into()),
-        SnapshotError::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ApiError::NotFound("the recording at that time is gone (deleted by retention)".into())
-        }
-        other => ApiError::Internal(other.to_string()),
-    })?;
+    let jpeg = api.history.thumbnail(&api.history.files(&rec), Some(super::thumbnail::REQUEST_WAIT)).await.map_err(
+        |e| match e {
+            SnapshotError::Busy => ApiError::Busy(e.to_string()),
+            SnapshotError::NoFrame => ApiError::NotFound("no frame recorded in that segment yet".into()),
+            SnapshotError::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ApiError::NotFound("the recording at that time is gone (deleted by retention)".into())
+            }
+            other => ApiError::Internal(other.to_string()),
+        },
+    )?;
     let etag = format!("\"{}\"", super::thumbnail::etag(&jpeg));
     // An open segment may yet turn out to end before `t`: revalidate.
     let cache = if open { "no-cache" } else { THUMB_IMMUTABLE };
@@ -463,5 +474,6 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=5-18446744073709551615", 100), Some(Ok(5..100)));
     }
 }

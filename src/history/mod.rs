@@ -7,7 +7,7 @@
 //! - [`service`]: segment events → rows, crash recovery, retention and garbage collection.
 //! - [`retention`]: the sans-IO retention planner.
 //! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`, `thumbnail.jpg`);
-//!   [`listing`]: runs, times and the listing JSON;
+//!   [`time`]: times in requests, bounded; [`listing`]: runs and the listing JSON;
 //!   [`snapshot`]: JPEGs; [`thumbnail`]: one per segment, made when it closes.
 //! - [`synth`]: a synthetic archive (copies of one real segment) for benchmarks.
 //!
@@ -57,6 +57,7 @@ pub mod service;
 pub mod snapshot;
 pub mod synth;
 pub mod thumbnail;
+pub mod time;
 
 pub use error::MuxError;
 

@@ -48,7 +48,7 @@ pub const MAX_FRAME_GAP_US: i64 = 5_000_000;
 pub const RUN_GAP_US: i64 = 250_000;
 
 /// The largest AU accepted (the tail reader's limit too).
-pub const MAX_AU_LEN: u32 = 32 << 20;
+pub use crate::segment::idx::MAX_AU_LEN;
 
 /// The most samples one plan may hold: 2^22 ≈ 38 h at 30 fps. Bounds memory (≈ 40 bytes a
 /// sample) and the `moov` size (≈ 12 bytes a sample).
@@ -144,11 +144,7 @@ pub fn load_segment(files: &SegmentFiles) -> Result<SegmentInput, MuxError> {
     let raw = std::fs::read(&files.idx).map_err(|e| io(&files.idx, e))?;
     let data_len = std::fs::metadata(&files.data).map_err(|e| io(&files.data, e))?.len();
     let mut records = idx::decode_all(&raw);
-    let good = records
-        .iter()
-        .enumerate()
-        .position(|(i, r)| r.len > MAX_AU_LEN || !idx::is_plausible(r, i.checked_sub(1).map(|p| &records[p]), data_len))
-        .unwrap_or(records.len());
+    let good = idx::plausible_prefix(&records, data_len);
     if good < records.len() {
         tracing::warn!(path = %files.idx.display(), record = good, "ignoring index records from the first implausible one");
         records.truncate(good);

@@ -43,7 +43,7 @@ pub struct History {
     /// Held while recording rows leave the index (to `garbage`, or deleted) and while a
     /// thumbnail is written after checking that its row exists.
     deletion: Arc<tokio::sync::Mutex<()>>,
-    /// Bounds the thumbnails being made at once ([`thumbnail::MAX_MAKING`]).
+    /// Bounds the JPEGs (thumbnails, snapshots) being made at once ([`thumbnail::MAX_MAKING`]).
     making: Arc<tokio::sync::Semaphore>,
 }
 
@@ -333,24 +333,45 @@ impl History {
 
 impl History {
     /// The thumbnail of a segment: the kept file when there is a complete one, else made now
-    /// (and kept if the segment is still indexed), at most [`thumbnail::MAX_MAKING`] at once.
-    pub async fn thumbnail(&self, files: &SegmentFiles) -> Result<Vec<u8>, SnapshotError> {
+    /// (and kept if the segment is still indexed), at most [`thumbnail::MAX_MAKING`] at once;
+    /// waits for a slot at most `wait` (`None`: as long as it takes).
+    pub async fn thumbnail(&self, files: &SegmentFiles, wait: Option<Duration>) -> Result<Vec<u8>, SnapshotError> {
         let path = thumbnail::path_of(&files.data);
         let kept = || async { tokio::fs::read(&path).await.ok().filter(|b| thumbnail::is_complete_jpeg(b)) };
         if let Some(b) = kept().await {
             return Ok(b);
         }
-        let _making = self.making.acquire().await.map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let making = self.decode_slot(wait).await?;
         // Made by another request while this one waited?
         if let Some(b) = kept().await {
             return Ok(b);
         }
         let f2 = files.clone();
-        let jpeg = tokio::task::spawn_blocking(move || thumbnail::make(&f2))
-            .await
-            .map_err(|e| SnapshotError::Decode(e.to_string()))??;
+        let jpeg = tokio::task::spawn_blocking(move || {
+            // The slot goes with the decode, even if the request that asked for it goes away.
+            let _making = making;
+            thumbnail::make(&f2)
+        })
+        .await
+        .map_err(|e| SnapshotError::Decode(e.to_string()))??;
         self.keep_thumbnail(files, &jpeg).await;
         Ok(jpeg)
+    }
+
+    /// One of the [`thumbnail::MAX_MAKING`] places for making a JPEG, waiting at most `wait`
+    /// (then [`SnapshotError::Busy`]); held until the returned permit drops.
+    pub async fn decode_slot(
+        &self,
+        wait: Option<Duration>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, SnapshotError> {
+        let acquire = self.making.clone().acquire_owned();
+        match wait {
+            None => acquire.await.map_err(|e| SnapshotError::Decode(e.to_string())),
+            Some(w) => match tokio::time::timeout(w, acquire).await {
+                Ok(p) => p.map_err(|e| SnapshotError::Decode(e.to_string())),
+                Err(_) => Err(SnapshotError::Busy),
+            },
+        }
     }
 
     /// Writes a segment's thumbnail if its recording row still exists (under the deletion
@@ -380,7 +401,7 @@ impl History {
     /// The one thumbnail worker: makes queued thumbnails one at a time until the queue closes.
     async fn thumbnail_worker(self, mut jobs: mpsc::Receiver<SegmentFiles>) {
         while let Some(seg) = jobs.recv().await {
-            match self.thumbnail(&seg).await {
+            match self.thumbnail(&seg, None).await {
                 Ok(_) => {}
                 // Deleted before its turn came.
                 Err(SnapshotError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -428,11 +449,8 @@ fn scan_and_truncate(seg: &SegmentFiles) -> std::io::Result<Option<(ClosedInfo, 
         return Ok(None);
     }
     let recs = &recs[..good];
-    let first = recs[0].pts_us;
-    let last = recs[good - 1].pts_us;
-    let frame_us = if good > 1 { (last - first) / (good as i64 - 1) } else { 33_333 };
     let mut info = ClosedInfo {
-        end_us: last + frame_us.max(1),
+        end_us: crate::segment::idx::estimated_end_us(recs).unwrap_or(0),
         bytes: keep_data as i64,
         frames: good as i64,
         ..Default::default()
@@ -509,6 +527,6 @@ mod tests {
             assert!(p.exists(), "{} deleted", p.display());
         }
         assert!(ix.garbage().await.unwrap().is_empty());
-        assert_eq!(restarted.thumbnail(b).await.unwrap(), JPEG, "the kept file is served");
+        assert_eq!(restarted.thumbnail(b, None).await.unwrap(), JPEG, "the kept file is served");
     }
 }

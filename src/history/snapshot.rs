@@ -19,6 +19,9 @@ pub enum SnapshotError {
     /// Decoding or encoding failed.
     #[error("decoding: {0}")]
     Decode(String),
+    /// Every decode slot stayed busy for as long as a request waits.
+    #[error("busy making other pictures; try again")]
+    Busy,
 }
 
 /// The access units to decode for the frame at `t_us` (or the latest): from the keyframe at

@@ -33,9 +33,12 @@ pub const MAX_WIDTH: u32 = 320;
 /// Jobs the queue holds before new ones are dropped (made on demand instead).
 pub const QUEUE_LEN: usize = 64;
 
-/// Thumbnails made at once (the worker and on-demand requests together): each is a GStreamer
-/// decode on a blocking thread, so a burst of requests for missing ones must not start many.
+/// JPEGs made at once (thumbnails, from the worker and on demand, and `snapshot.jpg`): each is
+/// a GStreamer decode on a blocking thread, so a burst of requests must not start many.
 pub const MAX_MAKING: usize = 2;
+
+/// How long a request waits for one of the [`MAX_MAKING`] slots before it gets 503.
+pub const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Part of every thumbnail ETag; bump when the bytes made for a segment change.
 pub const FORMAT_VERSION: u32 = 1;

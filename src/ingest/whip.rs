@@ -3,11 +3,15 @@
 //! reaping).
 //!
 //! Checks, in order: the camera exists and is a WHIP camera (404), the bearer token is the
-//! camera's `publish_token` (401, compared in constant time), the offer has H.264 video
-//! (406), nobody is publishing (409).
+//! camera's `publish_token` or an API token (`vigil token add`) whose role is `publisher` or
+//! `admin` and whose cameras include this one (401 for neither, 403 for a token of another
+//! role or camera; compared in constant time), the offer has H.264 video (406), nobody is
+//! publishing (409).
 
 use super::publisher::{PublisherSession, Sink};
 use super::recorder::{Command, Recorder};
+use crate::auth::Auth;
+use crate::auth::config::Role;
 use crate::capture::feed::CameraFeed;
 use crate::capture::status::{CameraState, CameraStatus};
 use crate::live::net::{UdpPorts, one_line, random_id};
@@ -81,6 +85,8 @@ pub struct Ingest {
     sessions: Arc<Mutex<HashMap<String, SessionEntry>>>,
     ports: Arc<UdpPorts>,
     net: NetConfig,
+    /// API tokens that may publish (role publisher or admin).
+    auth: Option<Arc<Auth>>,
 }
 
 /// Compares a presented token with the expected one without revealing, through timing,
@@ -95,9 +101,17 @@ pub fn token_matches(given: &str, expected: &str) -> bool {
 }
 
 impl Ingest {
-    /// The backend for `cameras` (the WHIP ones) among `all` configured camera names.
-    pub fn new(cameras: Vec<Arc<WhipCamera>>, all: Vec<String>, ports: Arc<UdpPorts>, net: NetConfig) -> Arc<Self> {
+    /// The backend for `cameras` (the WHIP ones) among `all` configured camera names. With
+    /// `auth`, its API tokens of role publisher or admin may publish too.
+    pub fn new(
+        cameras: Vec<Arc<WhipCamera>>,
+        all: Vec<String>,
+        ports: Arc<UdpPorts>,
+        net: NetConfig,
+        auth: Option<Arc<Auth>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            auth,
             cameras: cameras.into_iter().map(|c| (c.name.clone(), c)).collect(),
             all,
             sessions: Arc::new(Mutex::new(HashMap::new())),
@@ -125,18 +139,32 @@ impl Ingest {
         })
     }
 
-    fn authorize(cam: &WhipCamera, bearer: Option<&str>) -> Result<(), SignalError> {
-        match bearer {
-            None => Err(SignalError::Unauthorized("publishing needs Authorization: Bearer <publish_token>".into())),
-            Some(t) if token_matches(t, &cam.token) => Ok(()),
-            Some(_) => Err(SignalError::Unauthorized("wrong publish token for this camera".into())),
+    fn authorize(&self, cam: &WhipCamera, bearer: Option<&str>) -> Result<(), SignalError> {
+        let Some(t) = bearer else {
+            return Err(SignalError::Unauthorized(
+                "publishing needs Authorization: Bearer <publish_token or publisher API token>".into(),
+            ));
+        };
+        if token_matches(t, &cam.token) {
+            return Ok(());
+        }
+        match self.auth.as_ref().and_then(|a| a.token(t)) {
+            Some(p) if matches!(p.role, Role::Publisher | Role::Admin) && p.cameras.contains(&cam.name) => Ok(()),
+            Some(p) if matches!(p.role, Role::Publisher | Role::Admin) => {
+                Err(SignalError::Forbidden(format!("token {:?} may not publish to camera {:?}", p.name, cam.name)))
+            }
+            Some(p) => Err(SignalError::Forbidden(format!(
+                "token {:?} has role {}; publishing needs publisher or admin",
+                p.name, p.role
+            ))),
+            None => Err(SignalError::Unauthorized("wrong publish token for this camera".into())),
         }
     }
 
     /// `POST /whip/{camera}`.
     pub async fn create(&self, offer: Offer) -> Result<Answer, SignalError> {
         let cam = self.camera(&offer.resource)?.clone();
-        Self::authorize(&cam, offer.bearer.as_deref())?;
+        self.authorize(&cam, offer.bearer.as_deref())?;
         if !offer.summary.has_codec("video", "H264") {
             return Err(SignalError::NotAcceptable("offer has no H.264 video section".into()));
         }
@@ -191,7 +219,7 @@ impl Ingest {
 
     fn entry(&self, resource: &str, session: &str, bearer: Option<&str>) -> Result<Arc<PublisherSession>, SignalError> {
         let cam = self.camera(resource)?;
-        Self::authorize(cam, bearer)?;
+        self.authorize(cam, bearer)?;
         let map = self.lock();
         match map.get(session) {
             Some(s) if s.camera == resource => Ok(s.session.clone()),

@@ -23,7 +23,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
+    RTCSessionDescription, Registry, SettingEngine, SettingEngineBuilder, register_default_interceptors,
 };
 
 /// A viewer that has not connected by then is dropped.
@@ -63,24 +63,12 @@ pub async fn build_peer_connection(
     udp_addr: String,
     net: &NetConfig,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
-    // mDNS off: a browser's `.local` candidates are not resolved (its connectivity checks
-    // still arrive as peer-reflexive candidates), and no multicast leaves the box.
-    let mut se = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        // Connectivity checks every 25 ms (webrtc-rs default: 200 ms, which set a ~205 ms
-        // floor on time to first frame, measured with vigil-bench); 56 attempts keep the
-        // default ~1.4 s window per candidate for slow networks.
-        .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(56))
-        .with_ice_timeouts(Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
-    if !net.public_ips.is_empty() {
-        se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
-    }
     let ice_servers = if net.public_ips.is_empty() { net.ice_servers.clone() } else { Vec::new() };
     let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(config)
         .with_media_engine(me)
-        .with_setting_engine(se.build())
+        .with_setting_engine(setting_engine(net))
         .with_interceptor_registry(registry)
         .with_handler(handler)
         .with_udp_addrs(vec![udp_addr])
@@ -120,7 +108,9 @@ pub fn h264_variants(profile_idc: u8) -> &'static [&'static str] {
     }
 }
 
-fn media_engine(profile_idc: u8, audio: bool) -> Result<MediaEngine, NegotiateError> {
+/// The codecs a viewer's peer connection offers for a stream of `profile_idc` (and Opus,
+/// relayed from a WHIP publisher, when `audio`).
+pub(crate) fn media_engine(profile_idc: u8, audio: bool) -> Result<MediaEngine, NegotiateError> {
     let mut me = MediaEngine::default();
     if audio {
         me.register_codec(RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: 111 }, RtpCodecKind::Audio)
@@ -154,6 +144,38 @@ fn h264_codec(plid: &str) -> RTCRtpCodec {
         sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={plid}"),
         rtcp_feedback: vec![],
     }
+}
+
+/// The ICE and transport settings of a viewer's peer connection.
+pub(crate) fn setting_engine(net: &NetConfig) -> SettingEngine {
+    // mDNS off: a browser's `.local` candidates are not resolved (its connectivity checks
+    // still arrive as peer-reflexive candidates), and no multicast leaves the box.
+    let mut se = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        // Connectivity checks every 25 ms (webrtc-rs default: 200 ms, which set a ~205 ms
+        // floor on time to first frame, measured with vigil-bench); 56 attempts keep the
+        // default ~1.4 s window per candidate for slow networks.
+        .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(56))
+        .with_ice_timeouts(Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
+    if !net.public_ips.is_empty() {
+        se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
+    }
+    se.build()
+}
+
+/// The one H.264 track a viewer receives, with its SSRC.
+pub(crate) fn viewer_track(profile_idc: u8, ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        "vigil".to_owned(),
+        "video".to_owned(),
+        "video".to_owned(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec: h264_codec(h264_variants(profile_idc)[0]),
+            ..Default::default()
+        }],
+    )
 }
 
 /// A negotiated viewer, not yet streaming.
@@ -214,17 +236,7 @@ impl ViewerSession {
     ) -> Result<Self, NegotiateError> {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
         let ssrc = rand::random::<u32>();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "vigil".to_owned(),
-            "video".to_owned(),
-            "video".to_owned(),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                codec: h264_codec(h264_variants(profile_idc)[0]),
-                ..Default::default()
-            }],
-        )));
+        let track = Arc::new(TrackLocalStaticRTP::new(viewer_track(profile_idc, ssrc)));
         let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(stack)?;
         let audio_out = if audio {
             let assrc = rand::random::<u32>();

@@ -1,5 +1,10 @@
 //! The WHEP backend: turns signaling requests into viewer sessions on camera hubs, enforces
-//! viewer limits, hands out UDP ports, and reaps sessions that end on their own.
+//! viewer limits (per camera, in total, per client address), hands out UDP ports, and reaps
+//! sessions that end on their own.
+//!
+//! Limits count open sessions and offers still being negotiated (negotiation awaits ICE
+//! gathering), so a burst of concurrent POSTs cannot get past them. Gauges:
+//! `vigil_whep_sessions` (open sessions), `vigil_whep_session_tasks` (tasks running for them).
 
 use super::hub::Hub;
 use super::net::{UdpPorts, one_line, random_id};
@@ -8,6 +13,7 @@ use crate::capture::feed::CameraFeed;
 use signaling::{Answer, Backend, IceFragment, Kind, Offer, PatchOutcome, SignalError};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use webrtc::peer_connection::PeerConnection;
 
@@ -27,10 +33,13 @@ pub struct LiveConfig {
     pub max_per_camera: usize,
     /// Viewers in total.
     pub max_total: usize,
+    /// Sessions one client address may hold (0: no limit).
+    pub max_per_client: usize,
 }
 
 struct SessionEntry {
     camera: String,
+    client: Option<IpAddr>,
     etag: String,
     remote_ufrag: Option<String>,
     pc: Arc<dyn PeerConnection>,
@@ -43,18 +52,57 @@ pub struct Live {
     hubs: HashMap<String, Arc<Hub>>,
     feeds: HashMap<String, Arc<CameraFeed>>,
     sessions: Arc<Mutex<HashMap<String, SessionEntry>>>,
+    /// Offers being negotiated: (slot id, camera, client), counted against the limits.
+    negotiating: Mutex<Vec<(u64, String, Option<IpAddr>)>>,
+    next_slot: AtomicU64,
     cfg: LiveConfig,
     ports: Arc<UdpPorts>,
+}
+
+/// A negotiation's place under the limits; gives it back when dropped.
+struct Slot<'a>(&'a Live, u64);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.negotiating.lock().unwrap_or_else(|p| p.into_inner());
+        n.retain(|(id, ..)| *id != self.1);
+    }
+}
+
+/// Counts a task running for a session while it lives (aborted tasks drop it too).
+struct TaskGauge;
+
+impl TaskGauge {
+    fn new() -> Self {
+        metrics::gauge!("vigil_whep_session_tasks").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for TaskGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("vigil_whep_session_tasks").decrement(1.0);
+    }
+}
+
+/// `vigil_whep_sessions` is the map's size, set wherever the map changes, so it cannot drift.
+fn sessions_gauge(map: &HashMap<String, SessionEntry>) {
+    metrics::gauge!("vigil_whep_sessions").set(map.len() as f64);
 }
 
 impl Live {
     /// Live viewing over these hubs.
     pub fn new(hubs: Vec<Arc<Hub>>, feeds: Vec<(String, Arc<CameraFeed>)>, cfg: LiveConfig) -> Arc<Self> {
         let ports = Arc::new(UdpPorts::new(cfg.udp_ip, cfg.udp_ports));
+        // Present in /metrics (at 0) before the first viewer.
+        metrics::gauge!("vigil_whep_sessions").set(0.0);
+        metrics::gauge!("vigil_whep_session_tasks").set(0.0);
         Arc::new(Self {
             hubs: hubs.into_iter().map(|h| (h.camera().to_owned(), h)).collect(),
             feeds: feeds.into_iter().collect(),
             sessions: Arc::new(Mutex::new(HashMap::new())),
+            negotiating: Mutex::new(Vec::new()),
+            next_slot: AtomicU64::new(0),
             cfg,
             ports,
         })
@@ -93,19 +141,8 @@ impl Live {
         if !hub.is_live(LIVE_MAX_AGE_MS) && !feed.fed_by_publisher() {
             return Err(SignalError::Unavailable(format!("camera {:?} is not running", offer.resource)));
         }
-        {
-            let sessions = self.lock();
-            if sessions.len() >= self.cfg.max_total {
-                return Err(SignalError::Unavailable(format!("viewer limit reached ({})", self.cfg.max_total)));
-            }
-            let on_cam = sessions.values().filter(|s| s.camera == offer.resource).count();
-            if on_cam >= self.cfg.max_per_camera {
-                return Err(SignalError::Unavailable(format!(
-                    "viewer limit for this camera reached ({})",
-                    self.cfg.max_per_camera
-                )));
-            }
-        }
+        let client = offer.peer.map(|p| p.ip().to_canonical());
+        let _slot = self.reserve(&offer.resource, client)?;
         let addr = self.ports.next_addr()?;
         let viewer =
             ViewerSession::negotiate(&offer.sdp, hub.profile_idc(), feed.fed_by_publisher(), addr, &self.cfg.net)
@@ -124,13 +161,14 @@ impl Live {
         let sessions = self.sessions.clone();
         let sid = id.clone();
         let camera = offer.resource.clone();
-        metrics::gauge!("vigil_whep_sessions").increment(1.0);
         // Hold the map lock across spawn + insert so the task cannot remove itself first.
         let mut map = self.lock();
         let task = tokio::spawn(async move {
+            let _gauge = TaskGauge::new();
             let viewer = Arc::new(viewer);
             let v2 = viewer.clone();
             let trickle = tokio::spawn(async move {
+                let _gauge = TaskGauge::new();
                 while let Some((mid, c)) = cand_rx.recv().await {
                     if let Err(e) = v2.add_candidate(mid, c).await {
                         tracing::debug!(error = %e, "adding trickled candidate");
@@ -140,16 +178,21 @@ impl Live {
             let why = viewer.run(hub, feed).await;
             trickle.abort();
             tracing::info!(session = %sid, camera = %camera, reason = why, "viewer ended");
-            let entry = sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&sid);
+            let entry = {
+                let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
+                let e = map.remove(&sid);
+                sessions_gauge(&map);
+                e
+            };
             if let Some(e) = entry {
                 let _ = e.pc.close().await;
             }
-            metrics::gauge!("vigil_whep_sessions").decrement(1.0);
         });
         map.insert(
             id.clone(),
             SessionEntry {
                 camera: offer.resource.clone(),
+                client,
                 etag: etag.clone(),
                 remote_ufrag,
                 pc,
@@ -157,9 +200,43 @@ impl Live {
                 candidates: cand_tx,
             },
         );
+        sessions_gauge(&map);
         drop(map);
         tracing::info!(session = %id, camera = %offer.resource, peer = ?offer.peer, "viewer negotiated");
         Ok(Answer { sdp: answer, session: id, etag })
+    }
+}
+
+impl Live {
+    /// Checks the limits for a new session of `camera` from `client` and holds its place
+    /// until the returned slot drops (after the session is in the map, or on failure).
+    fn reserve(&self, camera: &str, client: Option<IpAddr>) -> Result<Slot<'_>, SignalError> {
+        let sessions = self.lock();
+        let mut negotiating = self.negotiating.lock().unwrap_or_else(|p| p.into_inner());
+        let open = sessions.values().map(|s| (s.camera.as_str(), s.client));
+        let all: Vec<(&str, Option<IpAddr>)> =
+            open.chain(negotiating.iter().map(|(_, c, a)| (c.as_str(), *a))).collect();
+        if all.len() >= self.cfg.max_total {
+            return Err(SignalError::Unavailable(format!("viewer limit reached ({})", self.cfg.max_total)));
+        }
+        if all.iter().filter(|(c, _)| *c == camera).count() >= self.cfg.max_per_camera {
+            return Err(SignalError::Unavailable(format!(
+                "viewer limit for this camera reached ({})",
+                self.cfg.max_per_camera
+            )));
+        }
+        if let Some(ip) = client
+            && self.cfg.max_per_client > 0
+            && all.iter().filter(|(_, a)| *a == Some(ip)).count() >= self.cfg.max_per_client
+        {
+            return Err(SignalError::TooManyRequests(format!(
+                "too many viewer sessions from {ip} (max_sessions_per_client = {})",
+                self.cfg.max_per_client
+            )));
+        }
+        let id = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        negotiating.push((id, camera.to_owned(), client));
+        Ok(Slot(self, id))
     }
 }
 
@@ -211,15 +288,16 @@ impl Backend for Live {
     ) -> Result<(), SignalError> {
         let entry = {
             let mut map = self.lock();
-            match map.get(session) {
+            let e = match map.get(session) {
                 Some(s) if s.camera == resource => map.remove(session),
                 _ => None,
-            }
+            };
+            sessions_gauge(&map);
+            e
         };
         let e = entry.ok_or_else(|| SignalError::NotFound(format!("no session {session} for {resource}")))?;
         e.task.abort();
         let _ = e.pc.close().await;
-        metrics::gauge!("vigil_whep_sessions").decrement(1.0);
         tracing::info!(session, camera = resource, "viewer deleted");
         Ok(())
     }

@@ -7,6 +7,9 @@ pub const RECORD_LEN: usize = 24;
 /// Flag bit 0: the access unit is a keyframe (IDR).
 pub const FLAG_KEYFRAME: u32 = 1;
 
+/// The largest AU a reader accepts; a bigger record is treated as corrupt.
+pub const MAX_AU_LEN: u32 = 32 << 20;
+
 /// One index record: where an access unit is and when it was captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
@@ -86,6 +89,30 @@ pub fn is_plausible(rec: &Record, prev: Option<&Record>, data_len: u64) -> bool 
     }
 }
 
+/// How many records from the start of `recs` are plausible ([`is_plausible`], and no AU
+/// longer than [`MAX_AU_LEN`]): readers use that prefix and recovery truncates after it.
+pub fn plausible_prefix(recs: &[Record], data_len: u64) -> usize {
+    let mut prev = None;
+    for (i, r) in recs.iter().enumerate() {
+        if r.len > MAX_AU_LEN || !is_plausible(r, prev, data_len) {
+            return i;
+        }
+        prev = Some(r);
+    }
+    recs.len()
+}
+
+/// Where the video of `recs` ends: the last AU's time plus the mean frame interval (one
+/// 30 fps frame for a single AU). Saturates rather than overflows on hostile times.
+pub fn estimated_end_us(recs: &[Record]) -> Option<i64> {
+    let (first, last) = (recs.first()?.pts_us, recs.last()?.pts_us);
+    let frame_us = match recs.len() {
+        1 => 33_333,
+        n => ((i128::from(last) - i128::from(first)) / (n as i128 - 1)).clamp(1, i128::from(i64::MAX)) as i64,
+    };
+    Some(last.saturating_add(frame_us.max(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +142,19 @@ mod tests {
         assert!(!is_plausible(&overflow, None, u64::MAX));
         let back = Record { offset: 10, len: 1, pts_us: 0, flags: 0 };
         assert!(!is_plausible(&back, Some(&a), 100));
+        let huge = Record { offset: 10, len: MAX_AU_LEN + 1, pts_us: 5, flags: 0 };
+        assert_eq!(plausible_prefix(&[a, back], 100), 1);
+        assert_eq!(plausible_prefix(&[a, huge], u64::MAX), 1);
+    }
+
+    #[test]
+    fn end_estimate_saturates() {
+        let r = |pts_us| Record { offset: 0, len: 1, pts_us, flags: 0 };
+        assert_eq!(estimated_end_us(&[]), None);
+        assert_eq!(estimated_end_us(&[r(0)]), Some(33_333));
+        assert_eq!(estimated_end_us(&[r(0), r(100), r(200)]), Some(300));
+        // Times at both ends of i64 overflowed recovery's `(last - first) / (n - 1)`.
+        assert_eq!(estimated_end_us(&[r(i64::MIN), r(i64::MAX)]), Some(i64::MAX));
+        assert_eq!(estimated_end_us(&[r(5), r(5)]), Some(6));
     }
 }

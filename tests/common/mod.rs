@@ -114,6 +114,32 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
     })
 }
 
+/// A response read off a raw socket by [`raw_http`].
+#[derive(Debug, Clone)]
+pub struct RawResp {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Sends `request` as-is on a new connection to 127.0.0.1:`port` and reads the response until
+/// the server closes the connection (send `Connection: close`). Nothing is normalised on the
+/// way, unlike an HTTP client library (`%2e%2e`, `..` and backslashes reach the server as
+/// written). A connection closed without a response gives status 0.
+pub fn raw_http(port: u16, request: &[u8]) -> Result<RawResp> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // The server may answer (413) and close before it has read everything we send.
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok(RawResp { status, head: head.to_owned(), body: body.to_owned() })
+}
+
 /// Resolve a (possibly relative) `Location` against `base`.
 pub fn resolve(base: &str, location: &str) -> Result<String> {
     let base = reqwest::Url::parse(base)?;

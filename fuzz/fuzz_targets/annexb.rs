@@ -1,0 +1,3 @@
+//! `annexb`: see `vigil::fuzzing::annexb`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vigil::fuzzing::annexb(data));
