@@ -16,13 +16,13 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-600}
 [ $# -gt 0 ] && shift
-targets=${*:-sdp_offer whep_offer sdpfrag annexb idx mp4 http_params}
+targets=${*:-sdp_offer whep_offer whip_offer sdpfrag annexb idx mp4 http_params}
 
 cargo +nightly fuzz build -s none
 for t in $targets; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     case $t in
-        sdp_offer | whep_offer | sdpfrag) extra="-max_len=16384 -dict=fuzz/sdp.dict" ;;
+        sdp_offer | whep_offer | whip_offer | sdpfrag) extra="-max_len=16384 -dict=fuzz/sdp.dict" ;;
         mp4) extra="-max_len=8192" ;;
         *) extra="-max_len=4096" ;;
     esac

@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | `sdp_offer` | a WHEP/WHIP POST body | `signaling::sdp::check_offer` |
 //! | `whep_offer` | a WHEP POST body | the offer check, then webrtc-rs `set_remote_description`, `create_answer`, `set_local_description` on a viewer's peer connection (the sans-IO core the async layer locks and calls) |
+//! | `whip_offer` | a WHIP POST body | the offer check, then a publisher's receive-only webrtc-rs peer connection answering it, the answer's H.264 check, the answer as an sdpfrag, and the offer restated with new ICE credentials (an ICE restart PATCH) answered again |
 //! | `sdpfrag` | a trickle PATCH body | `signaling::sdp::parse_fragment`, then webrtc-rs `add_remote_candidate` |
 //! | `annexb` | segment bytes | NAL iteration, SEI, AU normalising and splitting, SPS/`avcC`, Annex-B → AVC |
 //! | `idx` | a `.idx` file (after an 8-byte data length) | record decoding, the plausible prefix readers keep, recovery's end estimate, snapshot GOP choice |
@@ -36,6 +37,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("sdp_offer", sdp_offer),
     ("whep_offer", whep_offer),
+    ("whip_offer", whip_offer),
     ("sdpfrag", sdpfrag),
     ("annexb", annexb),
     ("idx", idx),
@@ -144,14 +146,7 @@ pub fn whep_offer(data: &[u8]) {
 /// and reused (a viewer gets a fresh one; making it dominated the time per input).
 fn viewer_peer_connection(profile_idc: u8) -> Result<RTCPeerConnection, String> {
     use crate::live::session::{NetConfig, media_engine, setting_engine, viewer_track};
-    static CERTS: std::sync::OnceLock<Vec<RTCCertificate>> = std::sync::OnceLock::new();
-    let certs = match CERTS.get() {
-        Some(c) => c.clone(),
-        None => {
-            let pc = RTCPeerConnectionBuilder::new().build(Instant::now()).map_err(|e| e.to_string())?;
-            CERTS.get_or_init(|| pc.get_configuration().certificates().to_vec()).clone()
-        }
-    };
+    let certs = certificates();
     let mut me = media_engine(profile_idc, false).map_err(|e| e.to_string())?;
     let registry = register_default_interceptors(Registry::new(), &mut me).map_err(|e| e.to_string())?;
     let net = NetConfig { ice_servers: Vec::new(), public_ips: Vec::new() };
@@ -164,6 +159,69 @@ fn viewer_peer_connection(profile_idc: u8) -> Result<RTCPeerConnection, String> 
         .map_err(|e| e.to_string())?;
     pc.add_track(viewer_track(profile_idc, 0x5eed)).map_err(|e| e.to_string())?;
     Ok(pc)
+}
+
+/// The WHIP POST path: the signaling check, the backend's H.264 check, then what
+/// `PublisherSession::negotiate` does on the sans-IO core (a receive-only peer connection
+/// with the publisher's codecs answers), the answer's H.264 check and its sdpfrag; then an
+/// ICE restart (`PATCH` with new credentials): the offer restated and answered again.
+pub fn whip_offer(data: &[u8]) {
+    sdp_offer(data);
+    let Ok(summary) = signaling::sdp::check_offer(data) else { return };
+    if !summary.has_codec("video", "H264") {
+        return;
+    }
+    let Ok(sdp) = std::str::from_utf8(data) else {
+        panic!("check_offer accepted non-UTF-8");
+    };
+    let _ = publisher_answers(sdp);
+}
+
+/// What a publisher's peer connection answers to `offer`, and then to the offer restated for
+/// an ICE restart (None where webrtc-rs refuses it), checking the invariants on the way.
+pub fn publisher_answers(offer: &str) -> Option<(String, Option<String>)> {
+    use crate::ingest::publisher::{answer_receives_h264, ice_sdpfrag, media_engine, replace_ice_credentials};
+    let Ok(mut me) = media_engine() else { panic!("the publisher's codecs register") };
+    let registry = register_default_interceptors(Registry::new(), &mut me).ok()?;
+    let net = crate::live::session::NetConfig { ice_servers: Vec::new(), public_ips: Vec::new() };
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().with_certificates(certificates()).build())
+        .with_media_engine(me)
+        .with_setting_engine(crate::live::session::setting_engine(&net))
+        .with_interceptor_registry(registry)
+        .build(Instant::now())
+        .ok()?;
+    let now = Instant::now();
+    let mut answer_to = |offer: String| -> Option<String> {
+        pc.set_remote_description(now, RTCSessionDescription::offer(offer).ok()?).ok()?;
+        let answer = pc.create_answer(None).ok()?;
+        let sdp = answer.sdp.clone();
+        pc.set_local_description(now, answer).ok()?;
+        Some(sdp)
+    };
+    let answer = answer_to(offer.to_owned())?;
+    if let Err(e) = RTCSessionDescription::answer(answer.clone()) {
+        panic!("our answer does not parse: {e}\n{answer}");
+    }
+    let _ = answer_receives_h264(&answer);
+    let frag = ice_sdpfrag(&answer);
+    assert!(frag.is_empty() || signaling::sdp::parse_fragment(frag.as_bytes()).is_ok(), "our sdpfrag: {frag}");
+    let restated = replace_ice_credentials(offer, "rEsT", "0123456789abcdefghijklmn");
+    assert!(!restated.contains("a=candidate:"), "a restated offer carries no old candidates");
+    let again = answer_to(restated);
+    Some((answer, again))
+}
+
+/// One DTLS certificate for every input (making one dominated the time per input).
+fn certificates() -> Vec<RTCCertificate> {
+    static CERTS: std::sync::OnceLock<Vec<RTCCertificate>> = std::sync::OnceLock::new();
+    if let Some(c) = CERTS.get() {
+        return c.clone();
+    }
+    match RTCPeerConnectionBuilder::new().build(Instant::now()) {
+        Ok(pc) => CERTS.get_or_init(|| pc.get_configuration().certificates().to_vec()).clone(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// What `ViewerSession::answer` does to an offer, on the sans-IO core: the answer SDP.
@@ -514,6 +572,21 @@ mod tests {
         b.extend_from_slice(&100u64.to_le_bytes());
         b.extend_from_slice(&900u64.to_le_bytes());
         b
+    }
+
+    #[test]
+    fn whip_seeds_are_answered_and_restarted_by_the_publisher_stack() {
+        use crate::ingest::publisher::answer_receives_h264;
+        for seed in ["seed-webrtcbin", "seed-chrome"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/whip_offer").join(seed);
+            let offer = std::fs::read_to_string(&path).unwrap();
+            assert!(signaling::sdp::check_offer(offer.as_bytes()).is_ok(), "{seed}");
+            let (answer, again) = publisher_answers(&offer).unwrap_or_else(|| panic!("{seed}: no answer"));
+            assert!(answer_receives_h264(&answer), "{seed}:\n{answer}");
+            assert!(answer.contains("a=recvonly"), "{seed}:\n{answer}");
+            let again = again.unwrap_or_else(|| panic!("{seed}: the ICE restart offer was refused"));
+            assert!(answer_receives_h264(&again), "{seed} after restart:\n{again}");
+        }
     }
 
     #[test]

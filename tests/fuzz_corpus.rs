@@ -38,6 +38,11 @@ fn whep_offer() {
 }
 
 #[test]
+fn whip_offer() {
+    replay("whip_offer");
+}
+
+#[test]
 fn sdpfrag() {
     replay("sdpfrag");
 }
@@ -65,5 +70,5 @@ fn http_params() {
 #[test]
 fn every_target_has_a_test() {
     let names: Vec<&str> = vigil::fuzzing::TARGETS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["sdp_offer", "whep_offer", "sdpfrag", "annexb", "idx", "mp4", "http_params"]);
+    assert_eq!(names, ["sdp_offer", "whep_offer", "whip_offer", "sdpfrag", "annexb", "idx", "mp4", "http_params"]);
 }

@@ -529,4 +529,20 @@ mod tests {
         assert!(ix.garbage().await.unwrap().is_empty());
         assert_eq!(restarted.thumbnail(b, None).await.unwrap(), JPEG, "the kept file is served");
     }
+
+    #[tokio::test]
+    async fn jpeg_decodes_are_bounded_and_a_request_waits_only_so_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = Index::open(None, dir.path()).await.unwrap();
+        let h = History::new(ix, dir.path().to_path_buf(), Vec::new(), Leases::new(), 0);
+        let held: Vec<_> = futures_util::future::join_all((0..thumbnail::MAX_MAKING).map(|_| h.decode_slot(None)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let busy = h.decode_slot(Some(Duration::from_millis(20))).await;
+        assert!(matches!(busy, Err(SnapshotError::Busy)), "a slot beyond MAX_MAKING was handed out");
+        drop(held);
+        assert!(h.decode_slot(Some(Duration::from_millis(20))).await.is_ok(), "slots come back when dropped");
+    }
 }

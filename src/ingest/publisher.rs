@@ -66,7 +66,9 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn media_engine() -> Result<MediaEngine, NegotiateError> {
+/// The codecs a publisher may send: H.264 (every profile vigil records, both packetization
+/// modes) and Opus.
+pub(crate) fn media_engine() -> Result<MediaEngine, NegotiateError> {
     let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
     let mut me = MediaEngine::default();
     let mut pt = 96u8;
@@ -465,7 +467,7 @@ fn sdp_attr<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// `sdp` with every `a=ice-ufrag`/`a=ice-pwd` replaced (an offer restated for an ICE restart).
-fn replace_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
+pub(crate) fn replace_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
     let mut out = String::with_capacity(sdp.len());
     for line in sdp.lines().map(str::trim_end) {
         if line.starts_with("a=ice-ufrag:") {
@@ -484,7 +486,7 @@ fn replace_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
 
 /// The ICE part of an answer as an sdpfrag (RFC 8840): credentials and each section's
 /// candidates under its `a=mid`.
-fn ice_sdpfrag(sdp: &str) -> String {
+pub(crate) fn ice_sdpfrag(sdp: &str) -> String {
     let mut out = String::new();
     if let (Some(u), Some(p)) = (sdp_attr(sdp, "ice-ufrag"), sdp_attr(sdp, "ice-pwd")) {
         out.push_str(&format!("a=ice-ufrag:{u}\r\na=ice-pwd:{p}\r\n"));
@@ -507,7 +509,7 @@ fn ice_sdpfrag(sdp: &str) -> String {
 }
 
 /// Whether an answer SDP accepts some H.264 video (a rejected m-line has port 0).
-fn answer_receives_h264(sdp: &str) -> bool {
+pub(crate) fn answer_receives_h264(sdp: &str) -> bool {
     let mut in_video = false;
     for line in sdp.lines().map(str::trim_end) {
         if let Some(m) = line.strip_prefix("m=") {
