@@ -192,18 +192,18 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
             }
             let pw = read_new_password(password_stdin)?;
             store.add_user(&name, role, cameras, &pw)?;
-            tracing::info!(user = %name, %role, file = %store.path.display(), "user added (restart vigil serve to apply)");
+            tracing::info!(user = %name, %role, file = %store.path.display(), "user added (a running vigil serve applies it within 2 s)");
         }
         UserCommand::Passwd { name, password_stdin, config } => {
             let mut store = UsersStore::open(config.config.as_deref())?;
             let pw = read_new_password(password_stdin)?;
             store.set_password(&name, &pw)?;
-            tracing::info!(user = %name, file = %store.path.display(), "password changed (restart vigil serve to apply)");
+            tracing::info!(user = %name, file = %store.path.display(), "password changed (a running vigil serve applies it within 2 s)");
         }
         UserCommand::Remove { name, config } => {
             let mut store = UsersStore::open(config.config.as_deref())?;
             store.remove("user", &name)?;
-            tracing::info!(user = %name, file = %store.path.display(), "user removed (restart vigil serve to apply)");
+            tracing::info!(user = %name, file = %store.path.display(), "user removed (a running vigil serve applies it within 2 s)");
         }
         UserCommand::List { config } => {
             let store = UsersStore::open(config.config.as_deref())?;
@@ -226,14 +226,14 @@ fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
                 token = %name,
                 %role,
                 file = %store.path.display(),
-                "token added; it is shown once, below (restart vigil serve to apply)"
+                "token added; it is shown once, below (a running vigil serve applies it within 2 s)"
             );
             print_out(&format!("{token}\n"))?;
         }
         TokenCommand::Remove { name, config } => {
             let mut store = UsersStore::open(config.config.as_deref())?;
             store.remove("token", &name)?;
-            tracing::info!(token = %name, file = %store.path.display(), "token removed (restart vigil serve to apply)");
+            tracing::info!(token = %name, file = %store.path.display(), "token removed (a running vigil serve applies it within 2 s)");
         }
         TokenCommand::List { config } => {
             let store = UsersStore::open(config.config.as_deref())?;

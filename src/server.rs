@@ -54,6 +54,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    // `vigil user ...` / `vigil token ...` apply without a restart.
+    tokio::spawn(auth.clone().watch_users_file(shutdown_rx.clone()));
     let exe = std::env::current_exe().context("locating the vigil executable")?;
     let child = ChildCommand { exe, config: opts.config_path.clone(), data_dir: data_dir.clone() };
 

@@ -17,6 +17,8 @@
 //! * `refuses_to_start_without_credentials`: required auth (by config or by a non-loopback
 //!   listen address) and nobody to log in: the server exits with a clear message.
 //! * `https_session_cookie_is_secure`: over HTTPS the cookie is `__Host-` and `Secure`.
+//! * `users_file_changes_apply_without_restart`: tokens and users added or removed with the
+//!   CLI while the server runs apply within seconds; a broken users file is ignored.
 //! * `publisher_token_publishes_over_whip`: a `publisher` API token publishes over WHIP; a
 //!   viewer token or another camera's publisher token is 403.
 
@@ -630,4 +632,48 @@ fn publisher_token_publishes_over_whip() {
     let r = req("DELETE", live.location(), &[("Authorization", &creds.viewer_h())], None);
     assert_eq!(r.status, 403, "DELETE with a viewer token: {}", r.body);
     assert_eq!(live.delete().expect("DELETE"), 200);
+}
+
+/// `vigil token ...` and `vigil user ...` apply to a running server: a token added after the
+/// start works, a removed one gets 401; a removed user's browser session ends.
+#[test]
+fn users_file_changes_apply_without_restart() {
+    let _g = serial();
+    let (server, creds) = start(CONFIG);
+    let config = server.dir().join("vigil.toml");
+    let c = config.to_str().expect("utf-8 path");
+    let cameras = |h: &str| get(&server.url("/api/cameras"), &[("Authorization", h)]).status;
+
+    let (ok, token, err) = vigil(&["token", "add", "late", "--role", "viewer", "--cameras", "back", "--config", c], "");
+    assert!(ok, "vigil token add: {err}");
+    let late = format!("Bearer {}", token.trim());
+    wait_for(Duration::from_secs(10), "the token added while serving to work", || {
+        (cameras(&late) == 200).then_some(())
+    })
+    .expect("a token added while serving");
+    assert_eq!(camera_names(&get(&server.url("/api/cameras"), &[("Authorization", &late)])), ["back"]);
+
+    // bob logs in; then bob and the token are removed.
+    let r = login_form(&server, client(), "bob", BOB_PW, "/");
+    assert_eq!(r.status, 303, "login: {}", r.body);
+    let cookie = r.header("set-cookie").expect("session cookie").split(';').next().expect("cookie").to_owned();
+    let by_cookie = || get(&server.url("/api/cameras"), &[("Cookie", &cookie)]).status;
+    assert_eq!(by_cookie(), 200);
+    let (ok, _, err) = vigil(&["token", "remove", "late", "--config", c], "");
+    assert!(ok, "vigil token remove: {err}");
+    let (ok, _, err) = vigil(&["user", "remove", "bob", "--config", c], "");
+    assert!(ok, "vigil user remove: {err}");
+    wait_for(Duration::from_secs(10), "the removed token to be refused", || (cameras(&late) == 401).then_some(()))
+        .expect("a removed token");
+    assert_eq!(by_cookie(), 401, "a removed user's session still works");
+    // The others are untouched.
+    assert_eq!(cameras(&creds.viewer_h()), 200);
+
+    // A users file that no longer parses is ignored: the previous credentials stay.
+    let users = config.with_file_name("users.toml");
+    std::fs::write(&users, "this is [not toml").expect("write users file");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(cameras(&creds.admin_h()), 200, "a broken users file locked everyone out");
+    let log = std::fs::read_to_string(server.dir().join("vigil.log")).expect("log");
+    assert!(log.contains("cannot be used"), "no warning about the broken users file");
 }

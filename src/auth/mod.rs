@@ -5,8 +5,8 @@
 //! sessions (cookie, server-side table), login rate limiting, shared links (HMAC-signed
 //! URLs that expire) and the middleware that applies all of it to the router
 //! ([`guard::protect`]). It decides; it never serves media, and it does not touch the WHIP
-//! routes (`/whip/...`: publishers are checked by the WHIP backend with each camera's
-//! `publish_token`) or CORS preflights.
+//! routes (`/whip/...`: the WHIP backend checks publishers itself, with each camera's
+//! `publish_token` or [`Auth::token`]) or CORS preflights.
 //!
 //! - [`config`]: `[auth]` and the users file.
 //! - [`password`]: hashing, tokens, constant-time comparison.
@@ -18,7 +18,9 @@
 //! - [`manage`]: what `vigil user ...` / `vigil token ...` do to the users file.
 //!
 //! Whether authentication is on is decided once at start ([`Auth::required`]): on when any
-//! listener is not loopback, unless `[auth] required` says otherwise. It then applies to every
+//! listener is not loopback, unless `[auth] required` says otherwise. Users and tokens are
+//! read again whenever the users file changes ([`Auth::watch_users_file`]), so `vigil user`
+//! and `vigil token` apply to a running server. It then applies to every
 //! listener alike (a loopback listener may sit behind a reverse proxy, so it is not trusted).
 
 pub mod config;
@@ -40,8 +42,8 @@ pub use routes::router;
 use crate::config::{Config, TlsMode};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Password verifications running at once (each takes ~19 MiB and tens of ms of CPU).
@@ -162,11 +164,66 @@ struct TokenRecord {
     principal: Arc<Principal>,
 }
 
+/// Users and tokens as last read from the config file and the users file.
+struct Credentials {
+    users: HashMap<String, UserRecord>,
+    tokens: Vec<TokenRecord>,
+}
+
+/// Where the credentials come from, to read them again when the users file changes.
+struct CredentialSource {
+    auth: config::AuthConfig,
+    users_path: PathBuf,
+    cameras: Vec<String>,
+}
+
+impl CredentialSource {
+    /// Reads and checks the users file and `[auth]`'s own entries.
+    fn load(&self) -> Result<(Credentials, config::UsersFile), SetupError> {
+        let file = config::UsersFile::load(&self.users_path)?;
+        let all = config::merged(&self.auth, &file, &self.users_path)?;
+        let principal = |name: &str, kind, role, cameras: &[String]| {
+            for c in cameras {
+                if c != "*" && !self.cameras.contains(c) {
+                    tracing::warn!(name, camera = %c, "auth: a user or token names a camera that is not configured");
+                }
+            }
+            Arc::new(Principal { name: name.to_owned(), kind, role, cameras: CameraScope::from_list(role, cameras) })
+        };
+        let users = all
+            .users
+            .iter()
+            .map(|u| {
+                let p = principal(&u.name, PrincipalKind::User, u.role, &u.cameras);
+                (u.name.clone(), UserRecord { password_hash: u.password_hash.clone(), principal: p })
+            })
+            .collect();
+        let tokens = all
+            .tokens
+            .iter()
+            .filter_map(|t| {
+                let hash = password::unhex::<32>(t.hash.strip_prefix("sha256:")?)?;
+                Some(TokenRecord { hash, principal: principal(&t.name, PrincipalKind::Token, t.role, &t.cameras) })
+            })
+            .collect();
+        Ok((Credentials { users, tokens }, all))
+    }
+
+    /// What identifies the users file's current version (missing: `None`).
+    fn version(&self) -> Option<(std::time::SystemTime, u64)> {
+        let m = std::fs::metadata(&self.users_path).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    }
+}
+
+/// How often the users file is checked for changes (`vigil user ...`, `vigil token ...`).
+const USERS_FILE_POLL: Duration = Duration::from_secs(2);
+
 /// The access-control state shared by the guard and the auth routes.
 pub struct Auth {
     required: bool,
-    users: HashMap<String, UserRecord>,
-    tokens: Vec<TokenRecord>,
+    creds: RwLock<Arc<Credentials>>,
+    source: CredentialSource,
     dummy_hash: String,
     /// Browser sessions.
     pub sessions: Arc<session::Sessions>,
@@ -193,8 +250,12 @@ impl Auth {
     pub fn from_config(cfg: &Config, config_path: Option<&Path>, data_dir: &Path) -> Result<Arc<Self>, SetupError> {
         let required = required_by(cfg);
         let users_path = cfg.auth.users_file_path(config_path);
-        let file = config::UsersFile::load(&users_path)?;
-        let all = config::merged(&cfg.auth, &file, &users_path)?;
+        let source = CredentialSource {
+            auth: cfg.auth.clone(),
+            users_path: users_path.clone(),
+            cameras: cfg.cameras.iter().map(|c| c.name.clone()).collect(),
+        };
+        let (creds, all) = source.load()?;
         if required && all.users.is_empty() && all.tokens.is_empty() {
             let why = match cfg.auth.required {
                 Some(true) => "[auth] required = true".to_owned(),
@@ -211,31 +272,6 @@ impl Auth {
         if users_path.exists() && files::readable_by_others(&users_path) {
             tracing::warn!(path = %users_path.display(), "the users file is readable by other users: chmod 600 it");
         }
-        let known: Vec<&str> = cfg.cameras.iter().map(|c| c.name.as_str()).collect();
-        let principal = |name: &str, kind, role, cameras: &[String]| {
-            for c in cameras {
-                if c != "*" && !known.contains(&c.as_str()) {
-                    tracing::warn!(name, camera = %c, "auth: a user or token names a camera that is not configured");
-                }
-            }
-            Arc::new(Principal { name: name.to_owned(), kind, role, cameras: CameraScope::from_list(role, cameras) })
-        };
-        let users = all
-            .users
-            .iter()
-            .map(|u| {
-                let p = principal(&u.name, PrincipalKind::User, u.role, &u.cameras);
-                (u.name.clone(), UserRecord { password_hash: u.password_hash.clone(), principal: p })
-            })
-            .collect();
-        let tokens = all
-            .tokens
-            .iter()
-            .filter_map(|t| {
-                let hash = password::unhex::<32>(t.hash.strip_prefix("sha256:")?)?;
-                Some(TokenRecord { hash, principal: principal(&t.name, PrincipalKind::Token, t.role, &t.cameras) })
-            })
-            .collect();
         // Unknown names are checked against this, so failing takes as long for them as for
         // real users.
         let dummy_hash = if required {
@@ -259,8 +295,8 @@ impl Auth {
         }
         Ok(Arc::new(Self {
             required,
-            users,
-            tokens,
+            creds: RwLock::new(Arc::new(creds)),
+            source,
             dummy_hash,
             sessions,
             limiter: Mutex::new(limit::LoginLimiter::new(cfg.auth.login_max_failures, cfg.auth.login_window.0)),
@@ -280,11 +316,53 @@ impl Auth {
         self.share_max_ttl
     }
 
+    fn creds(&self) -> Arc<Credentials> {
+        self.creds.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the users file again and applies it: added users and tokens work, removed ones
+    /// (and their sessions) stop working, changed roles and cameras apply to the next
+    /// request. On an error the previous credentials stay. Returns (users, tokens).
+    pub fn reload(&self) -> Result<(usize, usize), SetupError> {
+        let (creds, all) = self.source.load()?;
+        *self.creds.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(creds);
+        Ok((all.users.len(), all.tokens.len()))
+    }
+
+    /// Reloads the users file whenever it changes, until `shutdown` turns true.
+    pub async fn watch_users_file(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut seen = self.source.version();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(USERS_FILE_POLL) => {}
+                _ = shutdown.wait_for(|v| *v) => return,
+            }
+            let now = self.source.version();
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match self.reload() {
+                Ok((users, tokens)) => {
+                    tracing::info!(users, tokens, file = %self.source.users_path.display(), "users file reloaded");
+                    if self.required && users == 0 && tokens == 0 {
+                        tracing::warn!("no users or tokens left: nobody can log in until one is added");
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    file = %self.source.users_path.display(),
+                    error = %e,
+                    "users file changed but cannot be used; keeping the previous users and tokens"
+                ),
+            }
+        }
+    }
+
     /// The principal of an API token, comparing against every stored hash in constant time.
     pub fn token(&self, presented: &str) -> Option<Arc<Principal>> {
         let h = password::sha256(presented.as_bytes());
         let mut found = None;
-        for t in &self.tokens {
+        for t in &self.creds().tokens {
             // No early exit: the time taken does not depend on which token matched.
             if password::ct_eq(&t.hash, &h) {
                 found = Some(t.principal.clone());
@@ -296,7 +374,12 @@ impl Auth {
     /// The principal behind a session, if the session is alive and its user unchanged.
     pub fn session(&self, id: &str, now: i64) -> Option<(Arc<Principal>, session::Found)> {
         let found = self.sessions.lookup(id, now)?;
-        let user = self.users.get(&found.session.user)?;
+        let creds = self.creds();
+        let Some(user) = creds.users.get(&found.session.user) else {
+            // The user was removed.
+            self.sessions.remove(id);
+            return None;
+        };
         if session::fingerprint(&user.password_hash) != found.session.fingerprint {
             self.sessions.remove(id);
             return None;
@@ -326,7 +409,8 @@ impl Auth {
                 Duration::from_secs(secs),
             ));
         }
-        let record = self.users.get(user);
+        let creds = self.creds();
+        let record = creds.users.get(user);
         let hash = record.map_or_else(|| self.dummy_hash.clone(), |r| r.password_hash.clone());
         let pw = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
