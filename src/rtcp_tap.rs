@@ -5,13 +5,20 @@
 //! reports from a WHIP publisher (its RTP ↔ wall-clock mapping, see `ingest::clock`) and
 //! keyframe requests (PLI/FIR) from WHEP viewers. Everything else stays with the interceptors.
 //! It sits application-most ([`SLOT`]) so every other interceptor has seen the whole packet.
+//!
+//! Being first on the write path, it also sees each RTP packet the application wrote as the
+//! peer connection's driver takes it from its queue: for a viewer it records the video
+//! packets' sequence numbers ([`crate::live::backlog::Progress`]), which is how a viewer knows
+//! how far behind its connection is.
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
+use crate::live::backlog::Progress;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where the tap sits in the interceptor chain (above every built-in one).
@@ -22,11 +29,18 @@ pub fn with_tap(registry: Registry) -> Registry {
     registry.with(Slot::from(SLOT), RtcpTap::default())
 }
 
+/// Adds the tap, recording in `progress` the sequence number of each outgoing RTP packet of
+/// `ssrc` as it leaves the driver's queue.
+pub fn with_progress_tap(registry: Registry, ssrc: u32, progress: Arc<Progress>) -> Registry {
+    registry.with(Slot::from(SLOT), RtcpTap { progress: Some((ssrc, progress)), ..Default::default() })
+}
+
 /// See the module docs.
 #[derive(Default)]
 pub struct RtcpTap {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    progress: Option<(u32, Arc<Progress>)>,
 }
 
 fn wanted(p: &dyn rtc::rtcp::Packet) -> bool {
@@ -60,6 +74,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let (Some((ssrc, progress)), Packet::Rtp(p)) = (&self.progress, &msg.message.packet)
+            && p.header.ssrc == *ssrc
+        {
+            progress.taken(p.header.sequence_number);
+        }
         self.write.push_back(msg);
         Ok(())
     }

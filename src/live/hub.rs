@@ -2,8 +2,9 @@
 //! into RTP payloads once (RFC 6184 via `rtc`'s H.264 payloader) and shares the result
 //! with every viewer through a bounded broadcast ring (`bytes::Bytes`, no per-viewer copies).
 //!
-//! A slow viewer falls behind in the ring and is told how far (`Lagged`); it then skips to
-//! the next keyframe, so it never slows the others nor grows memory. New viewers get the
+//! A slow viewer falls behind in the ring and is told how far (`Lagged`); it then goes on
+//! from the newest frame and waits for the next keyframe, so it never slows the others nor
+//! grows memory. (A viewer whose own connection falls behind does the same: `backlog.rs`.) New viewers get the
 //! GOP cache first, so their first frame is the current keyframe.
 
 use super::gop::GopCache;

@@ -5,9 +5,12 @@
 //!
 //! Lifecycle: `ViewerSession::negotiate` (offer → answer, gathering done) → the session task
 //! waits for `Connected` (at most [`CONNECT_TIMEOUT`]) → streams the GOP cache, then live
-//! frames → ends on DELETE, ICE failure/close, or a hub that stops. Ending closes the peer
+//! frames (skipping to the next keyframe when it lags the hub or when its connection's send
+//! queue holds a frame older than [`MAX_QUEUE_DELAY`]) → ends on DELETE, ICE failure/close,
+//! or a hub that stops. Ending closes the peer
 //! connection and drops the viewer count.
 
+use super::backlog::{Backlog, MAX_QUEUE_DELAY, Progress};
 use super::hub::{Frame, Hub};
 use crate::capture::feed::CameraFeed;
 use rtc::media_stream::MediaStreamTrack;
@@ -16,7 +19,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -192,6 +195,16 @@ pub struct ViewerSession {
     /// The Opus track, when the camera's source carries audio and the viewer offered it.
     audio: Option<AudioOut>,
     state: watch::Receiver<RTCPeerConnectionState>,
+    /// The video packets that have left webrtc-rs's send queue (set by the tap).
+    progress: Arc<Progress>,
+}
+
+/// What a viewer's peer connection sends: chosen before it is built (the tap needs the SSRC).
+struct Media {
+    profile_idc: u8,
+    ssrc: u32,
+    progress: Arc<Progress>,
+    audio: bool,
 }
 
 struct AudioOut {
@@ -213,13 +226,19 @@ impl ViewerSession {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
         let audio = audio && offer.lines().any(|l| l.starts_with("m=audio ") && !l.starts_with("m=audio 0 "));
         let mut me = media_engine(profile_idc, audio)?;
-        let registry =
-            crate::rtcp_tap::with_tap(register_default_interceptors(Registry::new(), &mut me).map_err(stack)?);
+        let ssrc = rand::random::<u32>();
+        let progress = Arc::new(Progress::default());
+        let registry = crate::rtcp_tap::with_progress_tap(
+            register_default_interceptors(Registry::new(), &mut me).map_err(stack)?,
+            ssrc,
+            progress.clone(),
+        );
         let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_tx, mut gathered_rx) = watch::channel(false);
         let handler = Arc::new(Handler { state: state_tx, gathered: gathered_tx });
         let pc = build_peer_connection(me, registry, handler, udp_addr, net).await.map_err(stack)?;
-        let result = Self::answer(pc.clone(), offer, profile_idc, audio, &mut gathered_rx, state_rx).await;
+        let media = Media { profile_idc, ssrc, progress, audio };
+        let result = Self::answer(pc.clone(), offer, media, &mut gathered_rx, state_rx).await;
         if result.is_err() {
             let _ = pc.close().await;
         }
@@ -229,13 +248,12 @@ impl ViewerSession {
     async fn answer(
         pc: Arc<dyn PeerConnection>,
         offer: &str,
-        profile_idc: u8,
-        audio: bool,
+        media: Media,
         gathered: &mut watch::Receiver<bool>,
         state: watch::Receiver<RTCPeerConnectionState>,
     ) -> Result<Self, NegotiateError> {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
-        let ssrc = rand::random::<u32>();
+        let Media { profile_idc, ssrc, progress, audio } = media;
         let track = Arc::new(TrackLocalStaticRTP::new(viewer_track(profile_idc, ssrc)));
         let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(stack)?;
         let audio_out = if audio {
@@ -282,7 +300,7 @@ impl ViewerSession {
         let answer =
             pc.local_description().await.ok_or_else(|| NegotiateError::Stack("no local description".into()))?.sdp;
         let remote_ufrag = offer.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).map(str::to_owned);
-        Ok(Self { pc, answer, remote_ufrag, track, ssrc, payload_type, audio, state })
+        Ok(Self { pc, answer, remote_ufrag, track, ssrc, payload_type, audio, state, progress })
     }
 
     /// Adds a trickled remote candidate.
@@ -377,9 +395,11 @@ impl ViewerSession {
     async fn stream(&self, hub: &Hub, feed: &CameraFeed) -> &'static str {
         let cam = hub.camera().to_owned();
         let sent = metrics::counter!("vigil_frames_sent_total", "camera" => cam.clone());
-        let dropped = metrics::counter!("vigil_frames_dropped_total", "camera" => cam);
+        let dropped = metrics::counter!("vigil_frames_dropped_total", "camera" => cam.clone());
+        let behind = metrics::counter!("vigil_viewer_skips_total", "camera" => cam);
         let (gop, mut rx) = hub.subscribe();
         let mut seq: u16 = rand::random();
+        let mut backlog = Backlog::new(self.progress.clone());
         let mut need_key = gop.is_empty();
         if need_key {
             // Nothing to show until the next keyframe: ask the source for one now.
@@ -389,29 +409,48 @@ impl ViewerSession {
             if self.send(&f, &mut seq).await.is_err() {
                 return "track closed";
             }
+            backlog.written(seq.wrapping_sub(1), Instant::now());
             sent.increment(1);
         }
         loop {
-            match rx.recv().await {
-                Ok(f) => {
-                    if need_key {
-                        if !f.keyframe {
-                            dropped.increment(1);
-                            continue;
-                        }
-                        need_key = false;
-                    }
-                    if self.send(&f, &mut seq).await.is_err() {
-                        return "track closed";
-                    }
-                    sent.increment(1);
-                }
+            let f = match rx.recv().await {
+                Ok(f) => f,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // Too slow for the hub: go on from the newest frame, not the oldest held.
                     dropped.increment(n);
-                    need_key = true;
+                    rx = rx.resubscribe();
+                    if !need_key {
+                        behind.increment(1);
+                        need_key = true;
+                        feed.request_keyframe();
+                    }
+                    continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return "camera hub stopped",
+            };
+            // Too slow on the way out (a starved machine or a slow peer connection): what is
+            // queued drains while frames are skipped, then the next keyframe starts again.
+            if backlog.oldest_age(Instant::now()) > MAX_QUEUE_DELAY {
+                dropped.increment(1);
+                if !need_key {
+                    behind.increment(1);
+                    need_key = true;
+                    feed.request_keyframe();
+                }
+                continue;
             }
+            if need_key {
+                if !f.keyframe {
+                    dropped.increment(1);
+                    continue;
+                }
+                need_key = false;
+            }
+            if self.send(&f, &mut seq).await.is_err() {
+                return "track closed";
+            }
+            backlog.written(seq.wrapping_sub(1), Instant::now());
+            sent.increment(1);
         }
     }
 
