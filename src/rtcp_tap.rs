@@ -11,12 +11,12 @@
 //! packets' sequence numbers ([`crate::live::backlog::Progress`]), which is how a viewer knows
 //! how far behind its connection is.
 
+use crate::live::backlog::Progress;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
-use crate::live::backlog::Progress;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;

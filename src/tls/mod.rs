@@ -1,6 +1,7 @@
 //! HTTPS: certificates, their renewal, and the TLS side of `vigil serve`.
 //!
 //! This module owns everything about TLS:
+//! - [`config`]: `[tls]` in the configuration file and its checks.
 //! - [`resolver`]: the rustls [`CertResolver`] every handshake asks for the current
 //!   certificate. Renewal swaps the certificate inside it, so a new certificate is used by
 //!   new handshakes while open HTTPS connections and WebRTC sessions carry on untouched.
@@ -20,6 +21,7 @@
 
 pub mod acme;
 pub mod cert;
+pub mod config;
 pub mod http01;
 pub mod manager;
 pub mod resolver;
