@@ -120,17 +120,24 @@ pub fn sdp_offer(data: &[u8]) {
     }
 }
 
+/// What both POST handlers accept before a peer connection sees the offer: [`sdp_offer`]'s
+/// checks, then H.264 video (the backends' 406). The offer as text.
+fn h264_offer(data: &[u8]) -> Option<&str> {
+    sdp_offer(data);
+    let summary = signaling::sdp::check_offer(data).ok()?;
+    if !summary.has_codec("video", "H264") {
+        return None;
+    }
+    match std::str::from_utf8(data) {
+        Ok(sdp) => Some(sdp),
+        Err(_) => panic!("check_offer accepted non-UTF-8"),
+    }
+}
+
 /// The WHEP POST path: the signaling check, the backend's H.264 check, then the viewer's
 /// webrtc-rs peer connection answering the offer.
 pub fn whep_offer(data: &[u8]) {
-    sdp_offer(data);
-    let Ok(summary) = signaling::sdp::check_offer(data) else { return };
-    if !summary.has_codec("video", "H264") {
-        return;
-    }
-    let Ok(sdp) = std::str::from_utf8(data) else {
-        panic!("check_offer accepted non-UTF-8");
-    };
+    let Some(sdp) = h264_offer(data) else { return };
     let profile = [0u8, 66, 77, 100][data.len() % 4];
     if let Ok(answer) = answer_offer(sdp, profile) {
         assert!(answer.starts_with("v=0"), "answer: {answer:.80}");
@@ -166,14 +173,7 @@ fn viewer_peer_connection(profile_idc: u8) -> Result<RTCPeerConnection, String> 
 /// with the publisher's codecs answers), the answer's H.264 check and its sdpfrag; then an
 /// ICE restart (`PATCH` with new credentials): the offer restated and answered again.
 pub fn whip_offer(data: &[u8]) {
-    sdp_offer(data);
-    let Ok(summary) = signaling::sdp::check_offer(data) else { return };
-    if !summary.has_codec("video", "H264") {
-        return;
-    }
-    let Ok(sdp) = std::str::from_utf8(data) else {
-        panic!("check_offer accepted non-UTF-8");
-    };
+    let Some(sdp) = h264_offer(data) else { return };
     let _ = publisher_answers(sdp);
 }
 

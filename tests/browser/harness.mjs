@@ -5,9 +5,12 @@
 //      CHROMIUM   browser binary (default: /usr/bin/chromium)
 
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..', '..');
@@ -123,4 +126,33 @@ export class VigilServer {
     }
     try { process.kill(-pgid, 'SIGKILL'); } catch (_) { /* none left */ }
   }
+}
+
+// A server with one WHIP camera `camera` (publish token `token`, 2 s segments) in a fresh
+// temporary directory, and a headless Chromium with a fake camera and microphone. For the
+// tests that publish from the browser. Undo with closeWhipSetup().
+export async function whipSetup(prefix, camera, token) {
+  if (!fs.existsSync(BIN)) throw new Error(`server binary ${BIN} not found: run \`cargo build --release\` or set VIGIL_BIN`);
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: run deploy/install-deps.sh --test`);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const config = path.join(dir, 'vigil.toml');
+  fs.writeFileSync(config, `[server]\nmin_free_bytes = 0\n\n[[cameras]]\nname = "${camera}"\nsource = "whip"\npublish_token = "${token}"\nsegment_seconds = 2\n`);
+  const server = new VigilServer(await freePort(), path.join(dir, 'data'), 'server', ['--config', config]);
+  server.start();
+  await server.waitHealthy();
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [...CHROMIUM_ARGS, '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+    headless: true,
+  });
+  return { dir, server, browser };
+}
+
+// Closes the browser, stops the server, removes the directory.
+export async function closeWhipSetup(setup) {
+  if (!setup) return;
+  await setup.browser.close().catch(() => {});
+  await setup.server.stop();
+  fs.rmSync(setup.dir, { recursive: true, force: true });
 }

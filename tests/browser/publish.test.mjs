@@ -9,41 +9,23 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { ARTIFACTS, BIN, CHROMIUM, CHROMIUM_ARGS, VigilServer, freePort, waitFor } from './harness.mjs';
+import { ARTIFACTS, closeWhipSetup, waitFor, whipSetup } from './harness.mjs';
 
 const CAMERA = 'phone';
 const TOKEN = 'browser-test-token-0123456789';
 
-let dir;
+let setup;
 let server;
 let browser;
 const pageLog = [];
 
 before(async () => {
-  assert.ok(fs.existsSync(BIN), `server binary ${BIN} not found: run \`cargo build --release\` or set VIGIL_BIN`);
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: run deploy/install-deps.sh --test`);
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-publish-test-'));
-  const config = path.join(dir, 'vigil.toml');
-  fs.writeFileSync(config, `[server]\nmin_free_bytes = 0\n\n[[cameras]]\nname = "${CAMERA}"\nsource = "whip"\npublish_token = "${TOKEN}"\nsegment_seconds = 2\n`);
-  server = new VigilServer(await freePort(), path.join(dir, 'data'), 'server', ['--config', config]);
-  server.start();
-  await server.waitHealthy();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [...CHROMIUM_ARGS, '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
-    headless: true,
-  });
+  setup = await whipSetup('vigil-publish-test-', CAMERA, TOKEN);
+  ({ server, browser } = setup);
 });
 
-after(async () => {
-  if (browser) await browser.close().catch(() => {});
-  if (server) await server.stop();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => closeWhipSetup(setup));
 
 async function diagnostics(fn) {
   try {
