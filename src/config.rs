@@ -121,7 +121,7 @@ pub struct IceServer {
 }
 
 /// `[[cameras]]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Name: 1–64 of `[A-Za-z0-9_-]`; used in URLs and as the directory name.
@@ -160,6 +160,22 @@ pub struct CameraConfig {
     /// characters; keep it secret, it lets anyone publish as this camera).
     #[serde(default)]
     pub publish_token: Option<String>,
+    /// A display name for pages (any text up to 100 characters); the name when unset.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A group for pages and the kiosk (`group=`): up to 64 characters.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Whether the camera runs at all (false: no capture, WHEP answers 503).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Whether footage is kept (false: live only, nothing new is recorded — privacy mode).
+    #[serde(default = "default_true")]
+    pub record: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_source() -> String {
@@ -258,7 +274,84 @@ impl CameraConfig {
             retain_bytes: None,
             retain_days: None,
             publish_token: None,
+            title: None,
+            group: None,
+            enabled: true,
+            record: true,
         }
+    }
+
+    /// Checks the camera's values; the error names the field.
+    pub fn check(&self) -> Result<(), FieldError> {
+        let bad = |field: &'static str, message: String| Err(FieldError { field, message });
+        if !crate::segment::path::valid_camera_name(&self.name) {
+            return bad("name", "must be 1-64 characters of A-Z a-z 0-9 _ -".into());
+        }
+        match (self.parsed_source(), &self.publish_token) {
+            (Err(e), _) => return bad("source", e),
+            (Ok(Source::Whip), None) => return bad("publish_token", "source \"whip\" needs a publish_token".into()),
+            (Ok(Source::Whip), Some(t)) if t.chars().count() < 16 || t.chars().any(|ch| ch.is_whitespace()) => {
+                return bad("publish_token", "must be at least 16 characters, without spaces".into());
+            }
+            (Ok(Source::Whip), Some(_)) => {}
+            (Ok(_), Some(_)) => return bad("publish_token", "is only for source = \"whip\"".into()),
+            (Ok(_), None) => {}
+        }
+        if !(16..=7680).contains(&self.width) {
+            return bad("width", format!("{} out of range 16-7680", self.width));
+        }
+        if !(16..=4320).contains(&self.height) {
+            return bad("height", format!("{} out of range 16-4320", self.height));
+        }
+        if !self.width.is_multiple_of(2) || !self.height.is_multiple_of(2) {
+            return bad(
+                if self.width.is_multiple_of(2) { "height" } else { "width" },
+                format!("{}x{}: H.264 4:2:0 needs even sizes", self.width, self.height),
+            );
+        }
+        if !(1..=240).contains(&self.fps) {
+            return bad("fps", format!("{} out of range 1-240", self.fps));
+        }
+        if !(16..=200_000).contains(&self.bitrate_kbps) {
+            return bad("bitrate_kbps", format!("{} out of range 16-200000", self.bitrate_kbps));
+        }
+        if !(self.keyframe_interval_s > 0.0 && self.keyframe_interval_s <= 60.0) {
+            return bad("keyframe_interval_s", "must be in (0, 60]".into());
+        }
+        if !(self.segment_seconds >= 1.0 && self.segment_seconds <= 3600.0) {
+            return bad("segment_seconds", "must be in [1, 3600]".into());
+        }
+        if self.retain_days.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
+            return bad("retain_days", "must be > 0".into());
+        }
+        if self.retain_bytes == Some(0) {
+            return bad("retain_bytes", "must be > 0 (leave it out for no limit)".into());
+        }
+        if let Some(t) = &self.title
+            && (t.chars().count() > 100 || t.chars().any(char::is_control))
+        {
+            return bad("title", "at most 100 characters, no control characters".into());
+        }
+        if let Some(g) = &self.group
+            && (g.is_empty() || g.chars().count() > 64 || g.chars().any(|c| c.is_control() || c == ','))
+        {
+            return bad("group", "1-64 characters, no commas or control characters".into());
+        }
+        Ok(())
+    }
+
+    /// The device a `v4l2:` source opens (two cameras cannot share one).
+    pub fn v4l2_device(&self) -> Option<String> {
+        match self.parsed_source() {
+            Ok(Source::V4l2(dev)) => Some(dev),
+            _ => None,
+        }
+    }
+
+    /// The source with any password masked (`rtsp://admin:***@10.0.0.64/...`): what logs,
+    /// states and responses show.
+    pub fn masked_source(&self) -> String {
+        mask_secrets(&self.source)
     }
 
     /// Whether a WHIP publisher feeds this camera (no capture process).
@@ -270,6 +363,47 @@ impl CameraConfig {
     pub fn parsed_source(&self) -> Result<Source, String> {
         self.source.parse()
     }
+}
+
+/// A camera value that failed its check: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The key (`width`, `source`, ...).
+    pub field: &'static str,
+    /// Why, in one line.
+    pub message: String,
+}
+
+/// Masks the password of every `scheme://user:password@host` URL in `text` (RTSP sources,
+/// error messages that quote them): `rtsp://admin:***@10.0.0.64/stream`.
+pub fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', whitespace or quote; its userinfo at the last '@'.
+        let end = tail.find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A duration written like `"7d"`, `"12h"`, `"30m"`, `"45s"`, `"500ms"` or a combination
@@ -401,41 +535,21 @@ impl Config {
     /// Checks values: names, sources, ranges, duplicates.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::HashSet::new();
+        let mut devices = std::collections::HashMap::new();
         for c in &self.cameras {
-            let bad = |m: String| Err(ConfigError::Invalid(format!("camera {:?}: {m}", c.name)));
-            if !crate::segment::path::valid_camera_name(&c.name) {
-                return bad("name must be 1-64 characters of A-Z a-z 0-9 _ -".into());
+            if let Err(e) = c.check() {
+                return Err(ConfigError::Invalid(format!("camera {:?}: {e}", c.name)));
             }
             if !seen.insert(c.name.clone()) {
-                return bad("duplicate name".into());
+                return Err(ConfigError::Invalid(format!("camera {:?}: duplicate name", c.name)));
             }
-            match (c.parsed_source(), &c.publish_token) {
-                (Err(e), _) => return bad(e),
-                (Ok(Source::Whip), None) => return bad("source \"whip\" needs a publish_token".into()),
-                (Ok(Source::Whip), Some(t)) if t.chars().count() < 16 || t.chars().any(|ch| ch.is_whitespace()) => {
-                    return bad("publish_token must be at least 16 characters, without spaces".into());
-                }
-                (Ok(Source::Whip), Some(_)) => {}
-                (Ok(_), Some(_)) => return bad("publish_token is only for source = \"whip\"".into()),
-                (Ok(_), None) => {}
-            }
-            if !(16..=7680).contains(&c.width) || !(16..=4320).contains(&c.height) {
-                return bad(format!("size {}x{} out of range", c.width, c.height));
-            }
-            if !(1..=240).contains(&c.fps) {
-                return bad(format!("fps {} out of range 1-240", c.fps));
-            }
-            if !(16..=200_000).contains(&c.bitrate_kbps) {
-                return bad(format!("bitrate_kbps {} out of range 16-200000", c.bitrate_kbps));
-            }
-            if !(c.keyframe_interval_s > 0.0 && c.keyframe_interval_s <= 60.0) {
-                return bad("keyframe_interval_s must be in (0, 60]".into());
-            }
-            if !(c.segment_seconds >= 1.0 && c.segment_seconds <= 3600.0) {
-                return bad("segment_seconds must be in [1, 3600]".into());
-            }
-            if c.retain_days.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
-                return bad("retain_days must be > 0".into());
+            if let Some(dev) = c.v4l2_device()
+                && let Some(other) = devices.insert(dev.clone(), c.name.clone())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "camera {:?}: source: {dev} is already used by camera {other:?}",
+                    c.name
+                )));
             }
         }
         self.server.udp_port_range().map_err(ConfigError::Invalid)?;

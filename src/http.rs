@@ -1,7 +1,6 @@
 //! The axum application: mounts the pages, the JSON API, health, metrics and the WHEP
 //! and WHIP routes of the `signaling` crate. One place maps application errors to statuses.
 
-use crate::capture::status::{CameraStatus, StatusSnapshot};
 use crate::live::whep::Live;
 use axum::Router;
 use axum::extract::State;
@@ -15,8 +14,8 @@ use std::sync::Arc;
 /// What handlers can reach.
 #[derive(Clone)]
 pub struct AppState {
-    /// Cameras in config order, with their capture status.
-    pub cameras: Arc<Vec<(String, Arc<CameraStatus>)>>,
+    /// What runs for each camera (statuses).
+    pub runtime: Arc<crate::server::runtime::Runtime>,
     /// Live viewing (hubs and WHEP sessions).
     pub live: Arc<Live>,
     /// WHIP publishers.
@@ -41,11 +40,16 @@ pub fn app(state: AppState, signaling_cfg: signaling::Config) -> Router {
         .route("/publish.js", get(publish_js))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .route("/api/cameras", get(cameras))
         .route("/api/status", get(status))
         .with_state(state)
         .merge(whep)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+}
+
+/// A plain-text error: `status` and one line of reason (the API's error format).
+pub fn plain_error(status: StatusCode, msg: &str) -> Response {
+    let line: String = msg.lines().next().unwrap_or("").chars().take(300).collect();
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{line}\n")).into_response()
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -86,30 +90,6 @@ async fn metrics(State(st): State<AppState>) -> Response {
         Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n").into_response(),
     }
-}
-
-#[derive(Serialize)]
-struct CameraJson {
-    name: String,
-    #[serde(flatten)]
-    status: StatusSnapshot,
-    viewers: usize,
-}
-
-async fn cameras(State(st): State<AppState>, access: Option<axum::Extension<crate::auth::Access>>) -> Response {
-    // Only the cameras the caller may see (all of them without authentication).
-    let may_see = |name: &str| access.as_ref().is_none_or(|a| a.may_see(name));
-    let list: Vec<CameraJson> = st
-        .cameras
-        .iter()
-        .filter(|(name, _)| may_see(name))
-        .map(|(name, status)| CameraJson {
-            name: name.clone(),
-            status: status.snapshot(),
-            viewers: st.live.hub(name).map_or(0, |h| h.viewers()),
-        })
-        .collect();
-    axum::Json(list).into_response()
 }
 
 #[derive(Serialize)]

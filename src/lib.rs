@@ -40,6 +40,7 @@
 pub mod auth;
 pub mod capture;
 pub mod config;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod history;
@@ -49,6 +50,7 @@ pub mod limits;
 pub mod live;
 pub mod media;
 pub mod procfs;
+pub mod registry;
 pub mod rtcp_tap;
 pub mod segment;
 pub mod server;

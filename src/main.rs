@@ -41,11 +41,18 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Capture one camera into segment files (run by `serve`; stdout carries JSON reports).
+    /// Capture one camera into segment files (run by `serve`, which passes the camera's
+    /// settings as the first line of standard input; stdout carries JSON reports). By hand:
+    /// `vigil capture --camera NAME --config vigil.toml`.
     Capture {
-        /// The camera's name in the configuration.
+        /// The camera's name.
         #[arg(long)]
         camera: String,
+        /// Read the camera's settings (one JSON object) from the first line of standard input
+        /// instead of the configuration file (what `serve` does: the server's registry is the
+        /// only source of camera settings).
+        #[arg(long)]
+        settings_stdin: bool,
         /// Configuration file. Without it: the built-in default (camera `test`).
         #[arg(long, env = "VIGIL_CONFIG")]
         config: Option<PathBuf>,
@@ -273,13 +280,19 @@ fn main() -> anyhow::Result<()> {
         }
         Command::User { command } => user_command(command),
         Command::Token { command } => token_command(command),
-        Command::Capture { camera, config, data_dir } => {
-            let cfg = Config::load(config.as_deref())?;
-            let cam = cfg
-                .camera(&camera)
-                .cloned()
-                .with_context(|| format!("no camera named {camera:?} in the configuration"))?;
-            let data_dir = data_dir.unwrap_or(cfg.server.data_dir);
+        Command::Capture { camera, settings_stdin, config, data_dir } => {
+            let (cam, data_dir) = if settings_stdin {
+                let cam = vigil::capture::child::read_settings(&mut std::io::stdin().lock())?;
+                anyhow::ensure!(cam.name == camera, "settings on stdin are for camera {:?}, not {camera:?}", cam.name);
+                (cam, data_dir.context("--settings-stdin needs --data-dir")?)
+            } else {
+                let cfg = Config::load(config.as_deref())?;
+                let cam = cfg
+                    .camera(&camera)
+                    .cloned()
+                    .with_context(|| format!("no camera named {camera:?} in the configuration"))?;
+                (cam, data_dir.unwrap_or(cfg.server.data_dir))
+            };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let result = rt.block_on(vigil::capture::child::run(cam, &data_dir));
             // The GStreamer bus is polled on a blocking thread that does not end by itself;

@@ -322,6 +322,25 @@ fn viewer_token_watches_live_over_whep() {
         assert_one_line(&r, path);
         assert_eq!(get(&server.url(path), &[("Authorization", &admin)]).status, 200, "{path} as admin");
     }
+
+    // Managing cameras: admins only. A viewer sees its camera's name and state, no settings.
+    let json = [("Content-Type", "application/json")];
+    let as_viewer = [vh[0], json[0]];
+    let as_admin = [("Authorization", admin.as_str()), json[0]];
+    let body = r#"{"name":"added","width":320,"height":240}"#;
+    let r = req("POST", &server.url("/api/cameras"), &as_viewer, Some(body));
+    assert_eq!(r.status, 403, "POST /api/cameras as a viewer: {}", r.body);
+    assert_one_line(&r, "POST /api/cameras");
+    let r = req("PATCH", &server.url("/api/cameras/front"), &as_viewer, Some(r#"{"enabled":false}"#));
+    assert_eq!(r.status, 403, "PATCH as a viewer: {}", r.body);
+    assert_eq!(req("DELETE", &server.url("/api/cameras/front"), &vh, None).status, 403);
+    assert_eq!(req("POST", &server.url("/api/cameras/probe"), &as_viewer, Some(r#"{"source":"test"}"#)).status, 403);
+    let r = get(&server.url("/api/cameras/front"), &vh);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let front: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    assert!(front.get("source").is_none() && front["name"] == "front", "a viewer sees no settings: {front}");
+    let r = req("POST", &server.url("/api/cameras"), &as_admin, Some(body));
+    assert_eq!(r.status, 201, "POST /api/cameras as admin: {}", r.body);
 }
 
 #[test]

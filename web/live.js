@@ -258,7 +258,7 @@
       const extra = [];
       if (cam.viewers != null) extra.push(plural(cam.viewers, 'viewer'));
       if (cam.restarts) extra.push(plural(cam.restarts, 'restart'));
-      if (cam.width && cam.height && cam.fps) extra.push(`source ${cam.width}×${cam.height} @ ${Number(cam.fps).toFixed(0)} fps`);
+      if (cam.video_width && cam.video_height && cam.video_fps) extra.push(`source ${cam.video_width}×${cam.video_height} @ ${Number(cam.video_fps).toFixed(0)} fps`);
       const ex = $('.cam-extra', this.el);
       ex.textContent = extra.join(' · ');
       let err = $('.cam-error', this.el);

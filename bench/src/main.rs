@@ -264,8 +264,8 @@ async fn run(cli: &Cli) -> Result<Report> {
     match &cam {
         None => rep.notes.push(format!("camera {:?} not listed in /api/cameras", cli.camera)),
         Some(c) => {
-            rep.camera_fps = c["fps"].as_f64();
-            rep.camera_kbps = c["bitrate_kbps"].as_f64();
+            rep.camera_fps = c["video_fps"].as_f64();
+            rep.camera_kbps = c["video_kbps"].as_f64();
             if c["state"] != "running" {
                 rep.notes.push(format!("camera state at start: {}", c["state"]));
             }

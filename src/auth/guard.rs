@@ -6,8 +6,8 @@
 //! | --- | --- | --- |
 //! | `OPTIONS` anything, `/whip/...` | through, untouched | through, untouched |
 //! | `/healthz`, `/login`, `/login.js`, `/style.css`, `/logout` | through | through |
-//! | `GET /`, `GET /history` (pages) | `303` to `/login?next=...` | through |
-//! | `/metrics`, `/api/status` | `401` | admin, else `403` |
+//! | `GET /`, `/history`, `/cameras`, `/kiosk` (pages) | `303` to `/login?next=...` | through |
+//! | `/metrics`, `/api/status`, `/api/devices`, `/api/cameras/probe[/...]`, `POST /api/cameras`, `PATCH`/`DELETE /api/cameras/{camera}` | `401` | admin, else `403` |
 //! | `/api/cameras/{camera}/...`, `/whep/{camera}[/...]` | `401` (a signed link opens its one path) | camera allowed, else `403` |
 //! | anything else (`/api/cameras`, `/api/share`, scripts, unknown paths) | `401` | through |
 //!
@@ -93,9 +93,18 @@ pub fn classify(method: &Method, path: &str) -> Need {
     }
     match path {
         "/healthz" | "/login" | "/login.js" | "/style.css" | "/logout" => return Need::Public,
-        "/" | "/history" => return Need::Page,
-        "/metrics" | "/api/status" => return Need::Admin,
+        "/" | "/history" | "/cameras" | "/kiosk" => return Need::Page,
+        "/metrics" | "/api/status" | "/api/devices" => return Need::Admin,
         _ => {}
+    }
+    // Changing the set of cameras, and testing sources, is for admins.
+    let probe = path == "/api/cameras/probe" || path.starts_with("/api/cameras/probe/");
+    let camera_item = path.strip_prefix("/api/cameras/").is_some_and(|rest| !rest.contains('/'));
+    if probe
+        || (path == "/api/cameras" && method == Method::POST)
+        || (camera_item && (method == Method::PATCH || method == Method::DELETE))
+    {
+        return Need::Admin;
     }
     for prefix in ["/api/cameras/", "/whep/"] {
         if let Some(rest) = path.strip_prefix(prefix) {
@@ -318,6 +327,15 @@ mod tests {
         assert_eq!(classify(&get, "/metrics"), Need::Admin);
         assert_eq!(classify(&get, "/api/status"), Need::Admin);
         assert_eq!(classify(&get, "/api/cameras"), Need::Authenticated);
+        assert_eq!(classify(&Method::POST, "/api/cameras"), Need::Admin);
+        assert_eq!(classify(&get, "/api/cameras/front"), cam("front"));
+        assert_eq!(classify(&Method::PATCH, "/api/cameras/front"), Need::Admin);
+        assert_eq!(classify(&Method::DELETE, "/api/cameras/front"), Need::Admin);
+        assert_eq!(classify(&Method::POST, "/api/cameras/probe"), Need::Admin);
+        assert_eq!(classify(&get, "/api/cameras/probe/ab12/snapshot.jpg"), Need::Admin);
+        assert_eq!(classify(&get, "/api/devices"), Need::Admin);
+        assert_eq!(classify(&get, "/cameras"), Need::Page);
+        assert_eq!(classify(&get, "/kiosk"), Need::Page);
         assert_eq!(classify(&get, "/api/cameras/front/video.mp4"), cam("front"));
         assert_eq!(classify(&get, "/api/cameras/fr%6Fnt/recordings"), cam("front"));
         assert_eq!(classify(&get, "/api/cameras/%ff/recordings"), Need::Camera(None));

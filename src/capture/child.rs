@@ -49,6 +49,17 @@ fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
+/// Reads the camera's settings, one JSON object on one line, as `vigil serve` sends them on
+/// the child's standard input (the rest of the input is left for commands).
+pub fn read_settings(input: &mut impl std::io::BufRead) -> anyhow::Result<CameraConfig> {
+    let mut line = String::new();
+    input.read_line(&mut line).context("reading the camera settings from standard input")?;
+    let cam: CameraConfig =
+        serde_json::from_str(line.trim()).context("the camera settings on standard input do not parse")?;
+    cam.check().map_err(|e| anyhow!("camera settings: {e}"))?;
+    Ok(cam)
+}
+
 /// Runs the capture for `cam` until error, end of stream, or a termination signal. A
 /// failure is also reported to the supervisor as a [`Report::Error`] line.
 pub async fn run(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
@@ -83,7 +94,7 @@ async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
 
     let bus = pipeline.bus().context("pipeline has no bus")?;
     pipeline.set_state(gst::State::Playing).context("starting the pipeline")?;
-    tracing::info!(camera = %cam.name, source = %cam.source, "capture started");
+    tracing::info!(camera = %cam.name, source = %cam.masked_source(), "capture started");
 
     // Progress reports every 500 ms.
     let rep = recorder.clone();

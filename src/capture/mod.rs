@@ -3,12 +3,16 @@
 //!
 //! Owns: GStreamer pipelines (`pipeline.rs`), the `vigil capture` child (`child.rs`), the
 //! line protocol between child and server (`report.rs`), and the supervisor that restarts
-//! children (`supervisor.rs`, `status.rs`). Writes through `segment::writer`.
+//! children (`supervisor.rs`, `status.rs`), and probing a source before it becomes a camera
+//! (`probe.rs`: a capture child in a scratch folder; the local device list). Writes through
+//! `segment::writer`. Camera settings come from the registry, handed to each child on its
+//! standard input; nothing here reads vigil.toml.
 //! Must not touch: viewers, WebRTC, HTTP. Nothing here reads segments back.
 
 pub mod child;
 pub mod feed;
 pub mod pipeline;
+pub mod probe;
 pub mod report;
 pub mod status;
 pub mod supervisor;

@@ -18,6 +18,22 @@ pub enum CameraState {
     Failed,
     /// A WHIP camera with no publisher connected.
     Offline,
+    /// Switched off (`enabled = false`): nothing runs.
+    Stopped,
+}
+
+impl CameraState {
+    /// The state's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraState::Starting => "starting",
+            CameraState::Running => "running",
+            CameraState::Restarting => "restarting",
+            CameraState::Failed => "failed",
+            CameraState::Offline => "offline",
+            CameraState::Stopped => "stopped",
+        }
+    }
 }
 
 /// A snapshot of [`CameraStatus`].
@@ -30,12 +46,16 @@ pub struct StatusSnapshot {
     /// Milliseconds since the last frame was written (None before the first).
     pub last_frame_age_ms: Option<u64>,
     /// Frames per second over the last report interval.
+    #[serde(rename = "video_fps")]
     pub fps: f64,
     /// Kilobits per second over the last report interval.
+    #[serde(rename = "video_kbps")]
     pub bitrate_kbps: f64,
     /// Picture width (0 until known).
+    #[serde(rename = "video_width")]
     pub width: u32,
     /// Picture height.
+    #[serde(rename = "video_height")]
     pub height: u32,
     /// Capture restarts since the server started.
     pub restarts: u64,
@@ -54,27 +74,39 @@ struct Inner {
     restarts: u64,
 }
 
-/// Shared, updated by the supervisor, read by the API.
+/// Shared, updated by the supervisor, read by the API. With [`CameraStatus::publishing`],
+/// every change of state is also a `camera_state` event on the bus.
 #[derive(Debug)]
-pub struct CameraStatus(Mutex<Inner>);
+pub struct CameraStatus(Mutex<Inner>, Option<(crate::events::Bus, String)>);
 
 impl Default for CameraStatus {
     fn default() -> Self {
-        Self(Mutex::new(Inner {
-            state: CameraState::Starting,
-            last_error: None,
-            last_frame_at: None,
-            last_pts_us: 0,
-            fps: 0.0,
-            kbps: 0.0,
-            width: 0,
-            height: 0,
-            restarts: 0,
-        }))
+        Self::new(None)
     }
 }
 
 impl CameraStatus {
+    /// A status that publishes its state changes for `camera` on `bus`.
+    pub fn publishing(camera: &str, bus: crate::events::Bus) -> Self {
+        Self::new(Some((bus, camera.to_owned())))
+    }
+
+    fn new(events: Option<(crate::events::Bus, String)>) -> Self {
+        Self(
+            Mutex::new(Inner {
+                state: CameraState::Starting,
+                last_error: None,
+                last_frame_at: None,
+                last_pts_us: 0,
+                fps: 0.0,
+                kbps: 0.0,
+                width: 0,
+                height: 0,
+                restarts: 0,
+            }),
+            events,
+        )
+    }
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -82,6 +114,13 @@ impl CameraStatus {
     /// Sets the state; `error` replaces the last error when given.
     pub fn set_state(&self, state: CameraState, error: Option<String>) {
         let mut g = self.lock();
+        if g.state != state
+            && let Some((bus, camera)) = &self.1
+        {
+            let reason =
+                if state == CameraState::Running { None } else { error.clone().or_else(|| g.last_error.clone()) };
+            bus.publish(Some(camera), crate::events::EventKind::CameraState { state: state.as_str().into(), reason });
+        }
         g.state = state;
         if error.is_some() {
             g.last_error = error;

@@ -2,15 +2,25 @@
 //! running. A child that exits, fails, or produces no access unit for [`STALL_TIMEOUT`] is
 //! restarted with exponential backoff; one that ignores SIGTERM is killed after
 //! [`TERM_GRACE`]. The camera's state is published in a [`CameraStatus`].
+//!
+//! The child gets its settings from here, as the first line of its standard input (it never
+//! reads vigil.toml): the supervisor follows a `watch` of the camera's settings and, when they
+//! change, stops the child and starts one with the new settings at once (no backoff).
+//!
+//! A camera with `record = false` (privacy mode) captures into `<data_dir>/.live/<camera>/`
+//! with short segments; its segment events do not reach the index. Each segment there is
+//! deleted as soon as a newer one opens (the live tail holds open files, so a segment it is
+//! still reading stays readable), and the whole folder is emptied when the child ends.
 
 use super::report::Report;
 use super::status::{CameraState, CameraStatus};
+use crate::config::CameraConfig;
 use crate::segment::event::SegmentEvent;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 /// No new AU for this long after the first one: the child is hung.
@@ -30,32 +40,61 @@ const FAILED_AFTER: u32 = 5;
 /// Where segment events go (the history index); `None` drops them.
 pub type EventSink = Option<tokio::sync::mpsc::UnboundedSender<SegmentEvent>>;
 
+/// Segments of a privacy-mode camera (`record = false`) are this long at most: what live
+/// viewing keeps on disk.
+pub const LIVE_ONLY_SEGMENT_SECONDS: f64 = 2.0;
+
+/// The folder under the data directory where privacy-mode cameras write.
+pub const LIVE_ONLY_DIR: &str = ".live";
+
+/// Where a camera's capture writes: its recordings folder, or for `record = false` the
+/// live-only folder. The hub tails the same folder.
+pub fn capture_dir(data_dir: &std::path::Path, cam: &CameraConfig) -> PathBuf {
+    if cam.record { data_dir.join(&cam.name) } else { data_dir.join(LIVE_ONLY_DIR).join(&cam.name) }
+}
+
 /// How to start a capture child.
 #[derive(Debug, Clone)]
 pub struct ChildCommand {
     /// The `vigil` executable.
     pub exe: PathBuf,
-    /// The config file the server was started with, if any.
-    pub config: Option<PathBuf>,
     /// The data directory.
     pub data_dir: PathBuf,
 }
 
 impl ChildCommand {
-    fn command(&self, camera: &str) -> Command {
-        let mut c = Command::new(&self.exe);
-        c.arg("capture").arg("--camera").arg(camera).arg("--data-dir").arg(&self.data_dir);
-        if let Some(cfg) = &self.config {
-            c.arg("--config").arg(cfg);
+    /// The settings the child is given, and the data directory it writes under.
+    fn child_settings(&self, cam: &CameraConfig) -> (CameraConfig, PathBuf) {
+        let mut c = cam.clone();
+        if cam.record {
+            (c, self.data_dir.clone())
+        } else {
+            c.segment_seconds = c.segment_seconds.min(LIVE_ONLY_SEGMENT_SECONDS);
+            (c, self.data_dir.join(LIVE_ONLY_DIR))
         }
-        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
-        c
+    }
+
+    /// Starts the child for `cam`, its settings written as the first line of its stdin.
+    /// The returned stdin stays open for commands.
+    pub async fn spawn(&self, cam: &CameraConfig) -> std::io::Result<(Child, tokio::process::ChildStdin)> {
+        let (settings, data_dir) = self.child_settings(cam);
+        let mut c = Command::new(&self.exe);
+        c.arg("capture").arg("--camera").arg(&cam.name).arg("--settings-stdin").arg("--data-dir").arg(data_dir);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        let mut child = c.spawn()?;
+        let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("capture process has no stdin"))?;
+        let mut line = serde_json::to_string(&settings).map_err(std::io::Error::other)?;
+        line.push('\n');
+        stdin.write_all(line.as_bytes()).await?;
+        stdin.flush().await?;
+        Ok((child, stdin))
     }
 }
 
-/// Supervises one camera until `shutdown` fires. Never returns early on a child failure.
+/// Supervises one camera until `shutdown` fires or the settings channel closes, restarting
+/// the child whenever its settings change. Never returns early on a child failure.
 pub async fn supervise(
-    camera: String,
+    mut settings: tokio::sync::watch::Receiver<Arc<CameraConfig>>,
     cmd: ChildCommand,
     status: Arc<CameraStatus>,
     events: EventSink,
@@ -64,19 +103,36 @@ pub async fn supervise(
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u32;
     loop {
-        if *shutdown.borrow() {
+        if *shutdown.borrow() || settings.has_changed().is_err() {
             return;
         }
+        let cam = settings.borrow_and_update().clone();
+        let camera = cam.name.clone();
+        // Privacy mode: segment events go to the live-only janitor, not the index.
+        let live_only = !cam.record;
+        let live_dir = capture_dir(&cmd.data_dir, &cam);
+        let sink = if live_only { live_only_sink(live_dir.clone()) } else { events.clone() };
         status.set_state(CameraState::Starting, None);
         let started = Instant::now();
-        let outcome = match cmd.command(&camera).spawn() {
-            Ok(child) => run_child(&camera, child, &status, &events, &mut shutdown).await,
+        let outcome = match cmd.spawn(&cam).await {
+            Ok((child, stdin)) => run_child(&camera, child, stdin, &status, &sink, &mut shutdown, &mut settings).await,
             Err(e) => ChildOutcome::Failed(format!("cannot start capture process: {e}"), false),
         };
-        send(&events, SegmentEvent::WriterGone { camera: camera.clone() });
+        drop(sink);
+        if live_only {
+            clear_live_only(&live_dir);
+        } else {
+            send(&events, SegmentEvent::WriterGone { camera: camera.clone() });
+        }
         let (reason, produced) = match outcome {
             ChildOutcome::Shutdown => return,
-            ChildOutcome::Failed(reason, produced) => (reason, produced),
+            ChildOutcome::Restart => {
+                tracing::info!(camera, "capture settings changed; restarting the capture");
+                backoff = BACKOFF_MIN;
+                failures = 0;
+                continue;
+            }
+            ChildOutcome::Failed(reason, produced) => (crate::config::mask_secrets(&reason), produced),
         };
         status.record_restart();
         metrics::counter!("vigil_capture_restarts_total", "camera" => camera.clone()).increment(1);
@@ -92,6 +148,14 @@ pub async fn supervise(
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.changed() => return,
+            changed = settings.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                backoff = BACKOFF_MIN;
+                failures = 0;
+                continue;
+            }
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -99,8 +163,42 @@ pub async fn supervise(
 
 enum ChildOutcome {
     Shutdown,
+    /// The settings changed (or were dropped: then the next loop returns).
+    Restart,
     /// Why it ended, and whether it produced frames before.
     Failed(String, bool),
+}
+
+/// Deletes every segment in a privacy-mode camera's live folder except `keep`.
+fn prune_live_only(dir: &std::path::Path, keep: Option<&std::path::Path>) {
+    let Ok(segs) = crate::segment::path::list_segments(dir) else { return };
+    for s in segs {
+        if Some(s.data.as_path()) != keep {
+            let _ = std::fs::remove_file(&s.data);
+            let _ = std::fs::remove_file(&s.idx);
+        }
+    }
+}
+
+/// A sink for the segment events of a privacy-mode camera writing in `dir`: each newly opened
+/// segment makes every older one go. The task ends when every sender is dropped.
+pub fn live_only_sink(dir: PathBuf) -> EventSink {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SegmentEvent>();
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            if let SegmentEvent::Opened { data, .. } = e {
+                let dir = dir.clone();
+                let _ = tokio::task::spawn_blocking(move || prune_live_only(&dir, Some(&data))).await;
+            }
+        }
+    });
+    Some(tx)
+}
+
+/// Empties a privacy-mode camera's live folder.
+pub fn clear_live_only(dir: &std::path::Path) {
+    prune_live_only(dir, None);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn send(events: &EventSink, e: SegmentEvent) {
@@ -113,10 +211,14 @@ fn send(events: &EventSink, e: SegmentEvent) {
 async fn run_child(
     camera: &str,
     mut child: Child,
+    stdin: tokio::process::ChildStdin,
     status: &CameraStatus,
     events: &EventSink,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    settings: &mut tokio::sync::watch::Receiver<Arc<CameraConfig>>,
 ) -> ChildOutcome {
+    // Kept open for the child's lifetime: commands go here; its end tells the child nothing.
+    let _stdin = stdin;
     let Some(stdout) = child.stdout.take() else {
         return ChildOutcome::Failed("capture process has no stdout".into(), false);
     };
@@ -179,22 +281,51 @@ async fn run_child(
                 stop_child(&mut child).await;
                 return ChildOutcome::Failed(format!("capture hung ({what}); killed"), produced);
             }
+            changed = settings.changed() => {
+                stop_child(&mut child).await;
+                drain_closed(camera, &mut lines, events).await;
+                // A dropped settings channel means the camera is gone: stop for good.
+                return if changed.is_ok() { ChildOutcome::Restart } else { ChildOutcome::Shutdown };
+            }
             _ = shutdown.changed() => {
                 stop_child(&mut child).await;
-                // The child closed its segment on SIGTERM: forward that last report so the
-                // index records the segment as closed now, not at the next start.
-                let drain = async {
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        if let Some(Report::SegmentClosed { start_us, last_pts_us, frames, bytes, path }) = Report::parse(&line) {
-                            send(events, SegmentEvent::Closed { camera: camera.to_owned(), start_us, last_pts_us, frames, bytes, data: path.into() });
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+                drain_closed(camera, &mut lines, events).await;
                 return ChildOutcome::Shutdown;
             }
         }
     }
+}
+
+/// After SIGTERM the child closes its segment and reports it: forward that last report so the
+/// index records the segment as closed now, not at the next start.
+async fn drain_closed(
+    camera: &str,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    events: &EventSink,
+) {
+    let drain = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(Report::SegmentClosed { start_us, last_pts_us, frames, bytes, path }) = Report::parse(&line) {
+                send(
+                    events,
+                    SegmentEvent::Closed {
+                        camera: camera.to_owned(),
+                        start_us,
+                        last_pts_us,
+                        frames,
+                        bytes,
+                        data: path.into(),
+                    },
+                );
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// Stops a capture child: SIGTERM, then SIGKILL after [`TERM_GRACE`].
+pub async fn stop(child: &mut Child) {
+    stop_child(child).await;
 }
 
 /// SIGTERM, then SIGKILL after [`TERM_GRACE`].

@@ -97,7 +97,7 @@ impl From<super::index::IndexError> for ApiError {
 }
 
 /// The routes, over a history service.
-pub fn router<S: Clone + Send + Sync + 'static>(history: Arc<History>, cameras: Vec<String>) -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(history: Arc<History>) -> Router<S> {
     Router::new()
         .route("/api/cameras/{camera}/recordings", get(recordings))
         .route("/api/cameras/{camera}/video.mp4", get(video_mp4))
@@ -105,12 +105,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(history: Arc<History>, cameras: 
         .route("/api/cameras/{camera}/thumbnail.jpg", get(thumbnail))
         .route("/api/cameras/{camera}/fmp4/init.mp4", get(fmp4_init))
         .route("/api/cameras/{camera}/fmp4/media.m4s", get(fmp4_media))
-        .with_state(Arc::new(Api { history, cameras }))
+        .with_state(Arc::new(Api { history }))
 }
 
 struct Api {
     history: Arc<History>,
-    cameras: Vec<String>,
 }
 
 impl Api {
@@ -118,7 +117,7 @@ impl Api {
         if !crate::segment::path::valid_camera_name(camera) {
             return Err(ApiError::BadRequest("invalid camera name: expected 1-64 of A-Z a-z 0-9 _ -".into()));
         }
-        if self.cameras.iter().any(|c| c == camera) {
+        if self.history.is_configured(camera) {
             Ok(())
         } else {
             Err(ApiError::NotFound(format!("unknown camera {camera:?}")))

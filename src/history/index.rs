@@ -382,18 +382,37 @@ mod tests {
 
     #[test]
     fn both_schemas_have_the_same_columns() {
+        // Column names in order: the first word of each column line of a `create table`,
+        // and the column of each `alter table ... add column`.
         let cols = |sql: &str| -> Vec<String> {
             sql.lines()
                 .map(str::trim)
                 .filter(|l| !l.starts_with("--") && !l.is_empty())
                 .filter(|l| !l.starts_with("create") && !l.starts_with("check") && !l.starts_with(')'))
-                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                .filter_map(|l| match l.split_once(" add column ") {
+                    Some((_, rest)) => rest.split_whitespace().next().map(str::to_owned),
+                    None => l.split_whitespace().next().map(str::to_owned),
+                })
                 .collect()
         };
-        let a = cols(include_str!("../../migrations/sqlite/0001_initial.sql"));
-        let b = cols(include_str!("../../migrations/postgres/0001_initial.sql"));
-        assert_eq!(a, b);
-        assert!(a.contains(&"start_us".to_owned()));
+        let pairs = [
+            (
+                include_str!("../../migrations/sqlite/0001_initial.sql"),
+                include_str!("../../migrations/postgres/0001_initial.sql"),
+            ),
+            (
+                include_str!("../../migrations/sqlite/0002_camera_registry.sql"),
+                include_str!("../../migrations/postgres/0002_camera_registry.sql"),
+            ),
+        ];
+        for (sqlite, postgres) in pairs {
+            assert_eq!(cols(sqlite), cols(postgres));
+        }
+        assert!(cols(pairs[0].0).contains(&"start_us".to_owned()));
+        assert!(cols(pairs[1].0).contains(&"defined_in".to_owned()));
+        // Every migration directory entry is covered above.
+        let n = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite")).unwrap().count();
+        assert_eq!(n, pairs.len(), "a migration is missing from this test");
     }
 
     #[tokio::test]

@@ -36,7 +36,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 pub struct History {
     index: Index,
     data_dir: PathBuf,
-    cameras: Vec<CameraConfig>,
+    /// The cameras and their retention settings (the registry's, once [`History::following`]).
+    cameras: crate::registry::Watch,
     leases: Leases,
     min_free_bytes: u64,
     thumbnails: Thumbnails,
@@ -81,13 +82,50 @@ impl History {
         Self {
             index,
             data_dir,
-            cameras,
+            cameras: tokio::sync::watch::channel(Arc::new(crate::registry::CameraSet::from_configs(cameras))).1,
             leases,
             min_free_bytes,
             thumbnails: Thumbnails::new(),
             deletion: Arc::default(),
             making: Arc::new(tokio::sync::Semaphore::new(thumbnail::MAX_MAKING)),
         }
+    }
+
+    /// The same service following the registry's cameras (retention settings, recovery)
+    /// instead of a fixed list.
+    pub fn following(mut self, cameras: crate::registry::Watch) -> Self {
+        self.cameras = cameras;
+        self
+    }
+
+    /// The cameras now.
+    fn cameras(&self) -> Vec<CameraConfig> {
+        self.cameras.borrow().configs()
+    }
+
+    /// Whether `camera` is configured now.
+    pub fn is_configured(&self, camera: &str) -> bool {
+        self.cameras.borrow().get(camera).is_some()
+    }
+
+    /// Deletes every recording of `camera` (a camera being removed with
+    /// `?recordings=delete`): rows go to `garbage`, then files are unlinked. Returns how many.
+    pub async fn delete_camera_recordings(&self, camera: &str) -> Result<usize, IndexError> {
+        let mut total = 0;
+        loop {
+            let recs = self.index.oldest_closed(camera, 1000).await?;
+            if recs.is_empty() {
+                break;
+            }
+            let ids: Vec<i64> = recs.iter().map(|r| r.id).collect();
+            {
+                let _deleting = self.deletion.lock().await;
+                self.index.move_to_garbage(&ids).await?;
+            }
+            total += ids.len();
+        }
+        self.collect_garbage().await?;
+        Ok(total)
     }
 
     /// The index.
@@ -122,7 +160,7 @@ impl History {
         for r in self.index.open_recordings().await? {
             self.finalize(&r.camera, &self.files(&r), &mut rep).await?;
         }
-        for cam in &self.cameras {
+        for cam in &self.cameras() {
             self.register_unindexed(&cam.name, &mut rep).await?;
         }
         Ok(rep)
@@ -275,7 +313,8 @@ impl History {
         let need_free = free_bytes(&self.data_dir).map_or(0, |free| self.min_free_bytes.saturating_sub(free));
         let mut deleted = 0;
         let now = now_us();
-        for cam in &self.cameras {
+        let cameras = self.cameras();
+        for cam in &cameras {
             if cam.retain_bytes.is_none() && cam.retain_days.is_none() && need_free == 0 {
                 continue;
             }
@@ -285,7 +324,7 @@ impl History {
                 max_bytes: cam.retain_bytes,
                 max_age_us: cam.retain_days.map(|d| (d * 86_400e6) as i64),
                 // The floor is shared; each camera frees its share, oldest first.
-                free_bytes: need_free.div_ceil(self.cameras.len().max(1) as u64),
+                free_bytes: need_free.div_ceil(cameras.len().max(1) as u64),
             };
             let ids = plan(&recs, total.max(0) as u64, &policy, now, |r| self.leases.is_leased(&self.files(r).data));
             if ids.is_empty() {

@@ -45,6 +45,8 @@ pub enum Command {
 #[derive(Clone)]
 pub struct Recorder {
     tx: SyncSender<Command>,
+    /// Set to true by the thread when it has closed its segment and ended.
+    done: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Why a command was not queued.
@@ -68,15 +70,28 @@ impl Recorder {
         status: Arc<CameraStatus>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(QUEUE);
+        let (done_tx, done) = tokio::sync::watch::channel(false);
         std::thread::Builder::new().name(format!("whip-writer-{camera}")).spawn(move || {
             Writer::new(camera, camera_dir, segment_seconds, events, status).run(rx);
+            let _ = done_tx.send(true);
         })?;
-        Ok(Self { tx })
+        Ok(Self { tx, done })
     }
 
     /// Asks the thread to close the segment and end, waiting for room in the queue.
     pub fn stop(&self) {
         let _ = self.tx.send(Command::Stop);
+    }
+
+    /// Asks the thread to close the segment and end, and waits (at most 10 s) until it has.
+    pub async fn stop_and_wait(&self) {
+        let tx = self.tx.clone();
+        // `send` blocks while the queue is full: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || tx.send(Command::Stop)).await;
+        let mut done = self.done.clone();
+        if tokio::time::timeout(Duration::from_secs(10), done.wait_for(|d| *d)).await.is_err() {
+            tracing::warn!("WHIP segment writer did not stop within 10 s");
+        }
     }
 
     /// Queues a command without blocking.

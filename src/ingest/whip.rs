@@ -19,7 +19,7 @@ use crate::live::session::{NegotiateError, NetConfig};
 use signaling::{Answer, IceFragment, Offer, PatchOutcome, SignalError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// A camera fed by WHIP.
 pub struct WhipCamera {
@@ -77,11 +77,12 @@ struct SessionEntry {
     task: tokio::task::AbortHandle,
 }
 
-/// The WHIP cameras and their publishers.
+/// The WHIP cameras and their publishers. Cameras come and go at runtime
+/// ([`Ingest::add_camera`], [`Ingest::remove_camera`]).
 pub struct Ingest {
-    cameras: HashMap<String, Arc<WhipCamera>>,
+    cameras: RwLock<HashMap<String, Arc<WhipCamera>>>,
     /// Every configured camera (a non-WHIP one gets a 404 that says so).
-    all: Vec<String>,
+    all: RwLock<Vec<String>>,
     sessions: Arc<Mutex<HashMap<String, SessionEntry>>>,
     ports: Arc<UdpPorts>,
     net: NetConfig,
@@ -112,8 +113,8 @@ impl Ingest {
     ) -> Arc<Self> {
         Arc::new(Self {
             auth,
-            cameras: cameras.into_iter().map(|c| (c.name.clone(), c)).collect(),
-            all,
+            cameras: RwLock::new(cameras.into_iter().map(|c| (c.name.clone(), c)).collect()),
+            all: RwLock::new(all),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             ports,
             net,
@@ -129,9 +130,37 @@ impl Ingest {
         self.lock().len()
     }
 
-    fn camera(&self, name: &str) -> Result<&Arc<WhipCamera>, SignalError> {
-        self.cameras.get(name).ok_or_else(|| {
-            if self.all.iter().any(|c| c == name) {
+    /// Sets the names of every configured camera (for the 404 that says "not a WHIP camera").
+    pub fn set_all(&self, all: Vec<String>) {
+        *self.all.write().unwrap_or_else(|p| p.into_inner()) = all;
+    }
+
+    /// Adds (or replaces) a WHIP camera.
+    pub fn add_camera(&self, cam: Arc<WhipCamera>) {
+        self.cameras.write().unwrap_or_else(|p| p.into_inner()).insert(cam.name.clone(), cam);
+    }
+
+    /// Removes a WHIP camera: its publisher is ended and its writer closes its segment and
+    /// stops (waited for, so another writer may start in the same folder afterwards).
+    pub async fn remove_camera(&self, name: &str) {
+        let cam = self.cameras.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        let entries: Vec<SessionEntry> = {
+            let mut map = self.lock();
+            let ids: Vec<String> = map.iter().filter(|(_, s)| s.camera == name).map(|(k, _)| k.clone()).collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for e in entries {
+            e.task.abort();
+            let _ = e.session.pc.close().await;
+        }
+        if let Some(cam) = cam {
+            cam.recorder.stop_and_wait().await;
+        }
+    }
+
+    fn camera(&self, name: &str) -> Result<Arc<WhipCamera>, SignalError> {
+        self.cameras.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned().ok_or_else(|| {
+            if self.all.read().unwrap_or_else(|p| p.into_inner()).iter().any(|c| c == name) {
                 SignalError::NotFound(format!("camera {name:?} is not a WHIP camera (its source is not \"whip\")"))
             } else {
                 SignalError::NotFound(format!("unknown camera {name:?}"))
@@ -163,7 +192,7 @@ impl Ingest {
 
     /// `POST /whip/{camera}`.
     pub async fn create(&self, offer: Offer) -> Result<Answer, SignalError> {
-        let cam = self.camera(&offer.resource)?.clone();
+        let cam = self.camera(&offer.resource)?;
         self.authorize(&cam, offer.bearer.as_deref())?;
         if !offer.summary.has_codec("video", "H264") {
             return Err(SignalError::NotAcceptable("offer has no H.264 video section".into()));
@@ -219,7 +248,7 @@ impl Ingest {
 
     fn entry(&self, resource: &str, session: &str, bearer: Option<&str>) -> Result<Arc<PublisherSession>, SignalError> {
         let cam = self.camera(resource)?;
-        self.authorize(cam, bearer)?;
+        self.authorize(&cam, bearer)?;
         let map = self.lock();
         match map.get(session) {
             Some(s) if s.camera == resource => Ok(s.session.clone()),
@@ -267,8 +296,11 @@ impl Ingest {
             e.task.abort();
             let _ = e.session.pc.close().await;
         }
-        let recorders: Vec<Recorder> = self.cameras.values().map(|c| c.recorder.clone()).collect();
-        let _ = tokio::task::spawn_blocking(move || recorders.iter().for_each(Recorder::stop)).await;
+        let recorders: Vec<Recorder> =
+            self.cameras.read().unwrap_or_else(|p| p.into_inner()).values().map(|c| c.recorder.clone()).collect();
+        for r in recorders {
+            r.stop_and_wait().await;
+        }
     }
 
     /// `DELETE /whip/{camera}/{session}`: the publisher stops; the camera goes offline.

@@ -14,7 +14,7 @@ use signaling::{Answer, Backend, IceFragment, Kind, Offer, PatchOutcome, SignalE
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use webrtc::peer_connection::PeerConnection;
 
 /// A camera with no frame for this long is "not running" for new viewers (503).
@@ -47,10 +47,13 @@ struct SessionEntry {
     candidates: tokio::sync::mpsc::UnboundedSender<(Option<String>, String)>,
 }
 
-/// Live viewing: the hubs and their WHEP sessions.
+/// Live viewing: the hubs and their WHEP sessions. Cameras come and go at runtime
+/// ([`Live::add_camera`], [`Live::remove_camera`]).
 pub struct Live {
-    hubs: HashMap<String, Arc<Hub>>,
-    feeds: HashMap<String, Arc<CameraFeed>>,
+    hubs: RwLock<HashMap<String, Arc<Hub>>>,
+    feeds: RwLock<HashMap<String, Arc<CameraFeed>>>,
+    /// Cameras that exist but are switched off, with the reason WHEP gives (503).
+    unavailable: RwLock<HashMap<String, String>>,
     sessions: Arc<Mutex<HashMap<String, SessionEntry>>>,
     /// Offers being negotiated: (slot id, camera, client), counted against the limits.
     negotiating: Mutex<Vec<(u64, String, Option<IpAddr>)>>,
@@ -98,8 +101,9 @@ impl Live {
         metrics::gauge!("vigil_whep_sessions").set(0.0);
         metrics::gauge!("vigil_whep_session_tasks").set(0.0);
         Arc::new(Self {
-            hubs: hubs.into_iter().map(|h| (h.camera().to_owned(), h)).collect(),
-            feeds: feeds.into_iter().collect(),
+            hubs: RwLock::new(hubs.into_iter().map(|h| (h.camera().to_owned(), h)).collect()),
+            feeds: RwLock::new(feeds.into_iter().collect()),
+            unavailable: RwLock::default(),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             negotiating: Mutex::new(Vec::new()),
             next_slot: AtomicU64::new(0),
@@ -109,8 +113,54 @@ impl Live {
     }
 
     /// The hub of a camera.
-    pub fn hub(&self, camera: &str) -> Option<&Arc<Hub>> {
-        self.hubs.get(camera)
+    pub fn hub(&self, camera: &str) -> Option<Arc<Hub>> {
+        self.hubs.read().unwrap_or_else(|p| p.into_inner()).get(camera).cloned()
+    }
+
+    /// Adds (or replaces) a camera's hub and feed; viewers can join at once.
+    pub fn add_camera(&self, hub: Arc<Hub>, feed: Arc<CameraFeed>) {
+        let name = hub.camera().to_owned();
+        self.feeds.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), feed);
+        self.hubs.write().unwrap_or_else(|p| p.into_inner()).insert(name, hub);
+    }
+
+    /// Marks a camera as switched off (`Some(reason)`: WHEP answers 503 with it, and its
+    /// viewers are ended) or back on (`None`).
+    pub async fn set_unavailable(&self, camera: &str, reason: Option<String>) {
+        let off = {
+            let mut u = self.unavailable.write().unwrap_or_else(|p| p.into_inner());
+            match reason {
+                Some(r) => u.insert(camera.to_owned(), r),
+                None => u.remove(camera),
+            };
+            u.contains_key(camera)
+        };
+        if off {
+            self.end_sessions(camera).await;
+        }
+    }
+
+    /// Removes a camera: its viewers are ended, new ones get 404.
+    pub async fn remove_camera(&self, camera: &str) {
+        self.hubs.write().unwrap_or_else(|p| p.into_inner()).remove(camera);
+        self.feeds.write().unwrap_or_else(|p| p.into_inner()).remove(camera);
+        self.unavailable.write().unwrap_or_else(|p| p.into_inner()).remove(camera);
+        self.end_sessions(camera).await;
+    }
+
+    /// Ends every session of `camera`.
+    async fn end_sessions(&self, camera: &str) {
+        let ended: Vec<SessionEntry> = {
+            let mut map = self.lock();
+            let ids: Vec<String> = map.iter().filter(|(_, s)| s.camera == camera).map(|(k, _)| k.clone()).collect();
+            let out = ids.iter().filter_map(|id| map.remove(id)).collect();
+            sessions_gauge(&map);
+            out
+        };
+        for e in ended {
+            e.task.abort();
+            let _ = e.pc.close().await;
+        }
     }
 
     /// The UDP port hand-out (shared with WHIP publishers).
@@ -128,15 +178,17 @@ impl Live {
     }
 
     async fn create_viewer(&self, offer: Offer) -> Result<Answer, SignalError> {
+        if let Some(reason) = self.unavailable.read().unwrap_or_else(|p| p.into_inner()).get(&offer.resource) {
+            return Err(SignalError::Unavailable(format!("camera {:?} {reason}", offer.resource)));
+        }
         let hub = self
-            .hubs
-            .get(&offer.resource)
-            .cloned()
+            .hub(&offer.resource)
             .ok_or_else(|| SignalError::NotFound(format!("unknown camera {:?}", offer.resource)))?;
         if !offer.summary.has_codec("video", "H264") {
             return Err(SignalError::NotAcceptable("offer has no H.264 video section".into()));
         }
-        let feed = self.feeds.get(&offer.resource).cloned().unwrap_or_default();
+        let feed =
+            self.feeds.read().unwrap_or_else(|p| p.into_inner()).get(&offer.resource).cloned().unwrap_or_default();
         // A WHIP camera without a publisher is normal: its viewers wait for one.
         if !hub.is_live(LIVE_MAX_AGE_MS) && !feed.fed_by_publisher() {
             return Err(SignalError::Unavailable(format!("camera {:?} is not running", offer.resource)));

@@ -158,6 +158,8 @@ pub struct Server {
     dir: tempfile::TempDir,
     port: u16,
     log_path: PathBuf,
+    /// `--config`, when started with one.
+    config: Option<PathBuf>,
 }
 
 impl Server {
@@ -187,30 +189,42 @@ impl Server {
         let dir = tempfile::Builder::new().prefix("vigil-test-").tempdir().expect("tempdir");
         let port = free_port();
         let log_path = dir.path().join("vigil.log");
-        let log = File::create(&log_path).expect("create log file");
-        let data_dir = dir.path().join("data");
-
-        let mut cmd = Command::new(vigil_exe());
-        cmd.arg("serve");
-        if let Some(toml) = config_toml {
+        let config = config_toml.map(|toml| {
             let config = dir.path().join("vigil.toml");
             std::fs::write(&config, toml).expect("write config");
             prepare(&config);
-            cmd.arg("--config").arg(&config);
+            config
+        });
+        let mut server = Server { child: None, dir, port, log_path, config };
+        server.launch();
+        server
+    }
+
+    /// Starts `vigil serve` in this server's directory (log appended) and waits for `/healthz`.
+    fn launch(&mut self) {
+        let log = File::options().create(true).append(true).open(&self.log_path).expect("open log file");
+        let mut cmd = Command::new(vigil_exe());
+        cmd.arg("serve");
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
         }
         cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
-            .arg(&data_dir)
-            .current_dir(dir.path())
+            .arg(self.data_dir())
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("dup log")))
             .stderr(Stdio::from(log));
-        let child = cmd.spawn().expect("spawn vigil");
+        self.child = Some(cmd.spawn().expect("spawn vigil"));
+        self.wait_healthy();
+    }
 
-        let mut server = Server { child: Some(child), dir, port, log_path };
-        server.wait_healthy();
-        server
+    /// Stops the server (SIGTERM) and starts it again on the same port, config and data
+    /// directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
     }
 
     fn wait_healthy(&mut self) {

@@ -1,6 +1,8 @@
-//! `vigil serve`: starts a capture supervisor (or, for WHIP cameras, a segment writer
-//! waiting for publishers) and a live hub per camera, then the HTTP
-//! server, and shuts all of it down on SIGTERM/SIGINT.
+//! `vigil serve`: opens the index and the camera registry, starts the camera runtime
+//! ([`runtime`]: per camera a capture supervisor or, for WHIP cameras, a segment writer
+//! waiting for publishers, and a live hub, following the registry as cameras are added,
+//! changed and removed), then the HTTP server; re-reads the config file's cameras on SIGHUP,
+//! and shuts all of it down on SIGTERM/SIGINT.
 //!
 //! Listeners: `[server] listen` always serves the application over plain HTTP. With
 //! `[tls] mode` other than `off`, the same application is also served over HTTPS on
@@ -8,17 +10,17 @@
 //! `http_listen` answers ACME HTTP-01 challenges and redirects everything else to HTTPS.
 //! Both application listeners sit behind the same access control ([`crate::auth`]).
 
-use crate::capture::feed::CameraFeed;
-use crate::capture::status::CameraStatus;
-use crate::capture::supervisor::{ChildCommand, supervise};
+pub mod pictures;
+pub mod runtime;
+
+use crate::capture::supervisor::ChildCommand;
 use crate::config::{Config, TlsMode};
 use crate::http::{AppState, app};
-use crate::ingest::recorder::Recorder;
-use crate::ingest::whip::{Ingest, WhipCamera};
-use crate::live::hub::Hub;
+use crate::ingest::whip::Ingest;
 use crate::live::session::NetConfig;
 use crate::live::whep::{Live, LiveConfig};
 use anyhow::Context;
+use runtime::{Runtime, RuntimeParts};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use webrtc::peer_connection::RTCIceServer;
 pub struct ServeOptions {
     /// The loaded configuration (CLI overrides applied).
     pub config: Config,
-    /// The config file, passed on to capture children.
+    /// The config file (re-read on SIGHUP for camera changes).
     pub config_path: Option<PathBuf>,
 }
 
@@ -57,56 +59,37 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     // `vigil user ...` / `vigil token ...` apply without a restart.
     tokio::spawn(auth.clone().watch_users_file(shutdown_rx.clone()));
     let exe = std::env::current_exe().context("locating the vigil executable")?;
-    let child = ChildCommand { exe, config: opts.config_path.clone(), data_dir: data_dir.clone() };
+    let child = ChildCommand { exe, data_dir: data_dir.clone() };
+    let bus = crate::events::Bus::new();
 
-    // History: open the index and recover what a crash left open *before* any capture
-    // starts writing; then index segment events as they come.
+    // The index, then the camera registry in it (the file's cameras applied), then history:
+    // recover what a crash left open *before* any capture starts writing; then index segment
+    // events as they come.
     let index = crate::history::index::Index::open(cfg.server.database_url.as_deref(), &data_dir)
         .await
         .context("opening the recordings index")?;
-    let history = Arc::new(crate::history::service::History::new(
-        index,
-        data_dir.clone(),
-        cfg.cameras.clone(),
-        crate::segment::lease::Leases::new(),
-        cfg.server.min_free_bytes,
-    ));
+    let registry = crate::registry::Registry::open(
+        crate::registry::store::Store::new(index.pool().clone()),
+        bus.clone(),
+        &cfg.cameras,
+        opts.config_path.clone(),
+    )
+    .await
+    .context("loading the camera registry")?;
+    let history = Arc::new(
+        crate::history::service::History::new(
+            index,
+            data_dir.clone(),
+            Vec::new(),
+            crate::segment::lease::Leases::new(),
+            cfg.server.min_free_bytes,
+        )
+        .following(registry.watch()),
+    );
     let recovered = history.recover_all().await.context("recovering recordings")?;
-    tracing::info!(?recovered, "index ready");
+    tracing::info!(?recovered, cameras = registry.snapshot().len(), "index ready");
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let history_task = tokio::spawn(history.as_ref().clone().run(events_rx));
-
-    let mut hubs = Vec::new();
-    let mut cameras = Vec::new();
-    let mut feeds = Vec::new();
-    let mut whip_cameras = Vec::new();
-    let mut tasks = Vec::new();
-    for cam in &cfg.cameras {
-        let status = Arc::new(CameraStatus::default());
-        let feed = Arc::new(CameraFeed::default());
-        if let (true, Some(token)) = (cam.is_whip(), &cam.publish_token) {
-            // Fed by WHIP publishers: an in-process writer instead of a capture child.
-            let dir = data_dir.join(&cam.name);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let recorder =
-                Recorder::spawn(cam.name.clone(), dir, cam.segment_seconds, Some(events_tx.clone()), status.clone())
-                    .context("starting a WHIP camera's segment writer")?;
-            whip_cameras.push(WhipCamera::new(cam.name.clone(), token.clone(), recorder, feed.clone(), status.clone()));
-        } else {
-            tasks.push(tokio::spawn(supervise(
-                cam.name.clone(),
-                child.clone(),
-                status.clone(),
-                Some(events_tx.clone()),
-                shutdown_rx.clone(),
-            )));
-        }
-        let hub = Hub::new(&cam.name);
-        tokio::spawn(hub.clone().run(data_dir.join(&cam.name)));
-        hubs.push(hub);
-        feeds.push((cam.name.clone(), feed));
-        cameras.push((cam.name.clone(), status));
-    }
 
     let listen = cfg.server.listen;
     let udp_ip = match listen.ip() {
@@ -127,8 +110,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         public_ips: cfg.server.public_ips.clone(),
     };
     let live = Live::new(
-        hubs,
-        feeds,
+        Vec::new(),
+        Vec::new(),
         LiveConfig {
             udp_ip,
             udp_ports: cfg.server.udp_port_range().map_err(anyhow::Error::msg)?,
@@ -138,13 +121,20 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             max_per_client: cfg.server.max_sessions_per_client,
         },
     );
-    let ingest = Ingest::new(
-        whip_cameras,
-        cfg.cameras.iter().map(|c| c.name.clone()).collect(),
-        live.ports(),
-        net,
-        Some(auth.clone()),
-    );
+    let ingest = Ingest::new(Vec::new(), Vec::new(), live.ports(), net, Some(auth.clone()));
+    // Cameras run as the registry says, from now until shutdown.
+    let runtime = Runtime::new(RuntimeParts {
+        data_dir: data_dir.clone(),
+        child,
+        segment_events: Some(events_tx),
+        shutdown: shutdown_rx.clone(),
+        live: live.clone(),
+        ingest: ingest.clone(),
+        history: history.clone(),
+        bus: bus.clone(),
+    });
+    let runtime_task = tokio::spawn(runtime.clone().run(registry.watch()));
+    tokio::spawn(reload_on_sighup(registry.clone(), opts.config_path.clone(), shutdown_rx.clone()));
     let signaling_cfg = signaling::Config {
         whep: true,
         whip: true,
@@ -169,10 +159,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     let limits = crate::limits::HttpLimits::from_config(&cfg.server).map_err(anyhow::Error::msg)?;
     let routes = app(
-        AppState { cameras: Arc::new(cameras), live, ingest: ingest.clone(), metrics, tls: tls_status },
+        AppState { runtime: runtime.clone(), live, ingest: ingest.clone(), metrics, tls: tls_status },
         signaling_cfg,
     )
-    .merge(crate::history::api::router(history.clone(), cfg.cameras.iter().map(|c| c.name.clone()).collect()))
+    .merge(crate::registry::api::router(registry.clone(), runtime.clone()))
+    .merge(crate::events::sse::router(bus.clone()))
+    .merge(crate::history::api::router(history.clone()))
     .merge(crate::auth::router(auth.clone()));
     // One guard per listener: it sets the cookie flags for its transport. Body limits come
     // first, so no handler (login included) reads an unbounded body.
@@ -197,7 +189,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         }
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    tracing::info!(url = %format!("http://{}", listener.local_addr().unwrap_or(listen)), cameras = cfg.cameras.len(), "vigil serving");
+    tracing::info!(url = %format!("http://{}", listener.local_addr().unwrap_or(listen)), cameras = registry.snapshot().len(), "vigil serving");
 
     // Bind every listener before the certificate manager starts: its first ACME order needs
     // the challenge listener up.
@@ -261,15 +253,49 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     })?;
     // Publishers end and WHIP writers close their segments.
     ingest.shutdown().await;
-    // Give capture children their SIGTERM grace to close segments cleanly.
-    let _ = tokio::time::timeout(Duration::from_secs(5), futures_util::future::join_all(tasks)).await;
+    // The runtime stops every camera: capture children get their SIGTERM grace to close
+    // segments cleanly.
+    if tokio::time::timeout(Duration::from_secs(12), runtime_task).await.is_err() {
+        tracing::warn!("cameras did not all stop in time");
+    }
     // Then let the index take in their last segment events: the channel closes when the
-    // supervisors (holding its other senders) are done.
-    drop(events_tx);
+    // runtime and the supervisors (holding its senders) are done.
+    runtime.close_segment_events();
     if tokio::time::timeout(Duration::from_secs(5), history_task).await.is_err() {
         tracing::warn!("index did not finish in time; recovery will complete it at the next start");
     }
     Ok(())
+}
+
+/// Re-reads the config file's cameras on SIGHUP (`systemctl reload vigil`) and hands them to
+/// the registry. A file that no longer loads is refused with a log line; nothing changes.
+/// Only `[[cameras]]` apply this way; other sections need a restart.
+async fn reload_on_sighup(
+    registry: Arc<crate::registry::Registry>,
+    path: Option<PathBuf>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; camera changes in the config file need a restart");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+        let Some(p) = &path else {
+            tracing::info!("SIGHUP: no config file to re-read");
+            continue;
+        };
+        match Config::load(Some(p)) {
+            Ok(cfg) => match registry.reload_file(&cfg.cameras).await {
+                Ok(()) => tracing::info!(file = %p.display(), cameras = cfg.cameras.len(), "SIGHUP: cameras re-read"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: applying the cameras failed; nothing changed"),
+            },
+            Err(e) => tracing::error!(error = %e, "SIGHUP: the config file does not load; nothing changed"),
+        }
+    }
 }
 
 /// Resolves once shutdown was requested.
