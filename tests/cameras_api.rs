@@ -12,6 +12,12 @@
 //!   and records nothing.
 //! * `rtsp_passwords_never_leave_the_server`: the password of an RTSP source is in no
 //!   response and no log line, and a masked value sent back keeps it.
+//! * `sighup_rereads_the_file_and_events_tell_who_listens`: a camera added to vigil.toml
+//!   starts on SIGHUP, a changed one applies, a broken file changes nothing, a removed one
+//!   stops; a `GET /api/events` subscriber gets each change.
+//! * `probe_devices_and_the_latest_picture`: a probe of the test pattern answers its size and
+//!   codec with a JPEG ffprobe reads at that size; an unreachable RTSP source is `ok: false`
+//!   without its password; `/api/devices` lists; `latest.jpg` of a running camera.
 
 mod common;
 
@@ -258,4 +264,140 @@ fn rtsp_passwords_never_leave_the_server() {
             .contains("hunter2secret")),
         "the password is not on a command line (ps shows those)"
     );
+}
+
+/// Subscribes to `GET /api/events{query}`; returns the stream once the response headers are in.
+fn subscribe(port: u16, query: &str) -> (std::net::TcpStream, Vec<u8>) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    write!(s, "GET /api/events{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    let got = read_until(&mut s, Vec::new(), |t| t.contains("\r\n\r\n"));
+    (s, got)
+}
+
+/// Reads more of `s` into `got` until `until` holds for all of it (or 15 s pass).
+fn read_until(s: &mut std::net::TcpStream, mut got: Vec<u8>, until: impl Fn(&str) -> bool) -> Vec<u8> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline && !until(&String::from_utf8_lossy(&got)) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    got
+}
+
+#[test]
+fn sighup_rereads_the_file_and_events_tell_who_listens() {
+    let _serial = serial();
+    let server = Server::start(CONFIG);
+    server.wait_running("front");
+    let config = server.dir().join("vigil.toml");
+    let hup = || {
+        let ok = std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(server.pid().expect("running").to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    let (mut events, head) = subscribe(server.port(), "?types=camera_added,camera_changed,camera_removed");
+    let names = || -> Vec<String> {
+        server.cameras().as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect()
+    };
+
+    // A camera added to the file starts; a changed one applies.
+    let side = "\n[[cameras]]\nname = \"side\"\nwidth = 320\nheight = 240\nfps = 15\nbitrate_kbps = 300\n";
+    std::fs::write(&config, format!("{}{side}", CONFIG.replace("bitrate_kbps = 300", "bitrate_kbps = 400"))).unwrap();
+    hup();
+    common::wait_for(Duration::from_secs(10), "side listed", || (names() == ["front", "side"]).then_some(())).unwrap();
+    server.wait_camera("side", Duration::from_secs(15), "running from the file", |c| c["state"] == "running");
+    let (_, side_cam) = get_json(&server, "/api/cameras/side");
+    assert_eq!(side_cam["defined_in"], "config", "{side_cam}");
+    assert_eq!(get_json(&server, "/api/cameras/front").1["bitrate_kbps"], 400);
+    let c = WhepClient::connect_retry(&server.base(), "side", Duration::from_secs(10)).expect("WHEP side");
+    c.wait_frames(10, Duration::from_secs(10)).expect("frames from the reloaded camera");
+    let _ = c.delete();
+
+    // A file that does not load changes nothing.
+    std::fs::write(&config, "[[cameras]]\nname = \"broken\"\nwidht = 3\n").unwrap();
+    hup();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(names(), ["front", "side"]);
+    common::wait_for(Duration::from_secs(5), "the refusal in the log", || {
+        server.log().contains("SIGHUP: the config file does not load").then_some(())
+    })
+    .unwrap();
+
+    // Removed from the file: gone.
+    std::fs::write(&config, CONFIG).unwrap();
+    hup();
+    common::wait_for(Duration::from_secs(10), "side removed", || (names() == ["front"]).then_some(())).unwrap();
+    assert_eq!(whep_status(&server, "side"), 404);
+
+    // Everything above, as events to the subscriber that listened all along.
+    let text = read_until(&mut events, head, |t| t.contains("event: camera_removed"));
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for want in [
+        "event: camera_added",
+        "\"camera\":\"side\"",
+        "event: camera_changed",
+        "\"bitrate_kbps\"",
+        "event: camera_removed",
+    ] {
+        assert!(text.contains(want), "no {want:?} in the event stream:\n{text}");
+    }
+    assert!(!text.contains("event: camera_state"), "the types filter holds:\n{text}");
+}
+
+#[test]
+fn probe_devices_and_the_latest_picture() {
+    let _serial = serial();
+    let server = Server::start(CONFIG);
+    let (status, text) =
+        send(&server, "POST", "/api/cameras/probe", &json!({"source": "test", "width": 320, "height": 240}));
+    assert_eq!(status, 200, "{text}");
+    let p: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((&p["ok"], &p["width"], &p["height"]), (&json!(true), &json!(320), &json!(240)), "{p}");
+    assert!(p["codec"].as_str().is_some_and(|c| c.starts_with("avc1.")), "{p}");
+    let snap = p["snapshot"].as_str().expect("a snapshot URL");
+    let r = http("GET", &server.url(snap), &[], None).unwrap();
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/jpeg")), "{}", r.body);
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", &server.url(snap)])
+        .output()
+        .expect("ffprobe");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "320,240", "ffprobe of the probe's JPEG");
+
+    // A source that answers nothing: ok false, one line, no password.
+    let (status, text) =
+        send(&server, "POST", "/api/cameras/probe", &json!({"source": "rtsp://u:probepass@127.0.0.1:9/x"}));
+    assert_eq!(status, 200, "{text}");
+    let p: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(p["ok"], false, "{p}");
+    let e = p["error"].as_str().expect("an error");
+    assert!(!e.is_empty() && !e.contains('\n') && !text.contains("probepass"), "{p}");
+    let (status, text) = send(&server, "POST", "/api/cameras/probe", &json!({"source": "webcam"}));
+    assert!(status == 400 && text.starts_with("source:"), "{status} {text}");
+    let (status, text) = send(&server, "POST", "/api/cameras/probe", &json!({"source": "test", "fsp": 3}));
+    assert!(status == 400 && text.contains("fsp"), "{status} {text}");
+
+    let (status, devices) = get_json(&server, "/api/devices");
+    assert_eq!(status, 200);
+    assert!(devices.is_array(), "{devices}");
+
+    // The last known good picture of a running camera.
+    server.wait_running("front");
+    let jpeg = common::wait_for(Duration::from_secs(15), "latest.jpg", || {
+        let r = http("GET", &server.url("/api/cameras/front/latest.jpg"), &[], None).ok()?;
+        (r.status == 200).then_some(r)
+    })
+    .unwrap();
+    assert_eq!(jpeg.header("content-type"), Some("image/jpeg"));
+    assert_eq!(get_json(&server, "/api/cameras/nobody/latest.jpg").0, 404);
 }

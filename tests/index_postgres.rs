@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use vigil::config::CameraConfig;
+use vigil::events::Bus;
 use vigil::history::index::{Backend, ClosedInfo, Index};
+use vigil::registry::Registry;
 
 fn pg_bin(name: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -130,4 +133,28 @@ async fn index_runs_on_postgresql() {
     assert_eq!(ix.usage("front").await.unwrap(), (5, 1));
     ix.forget_garbage("front/d/1.h264").await.unwrap();
     assert!(ix.garbage().await.unwrap().is_empty());
+
+    // The camera registry's statements on the same database (docs/cameras.md).
+    let file = vec![CameraConfig::test_pattern("front")];
+    let open = || async {
+        let store = vigil::registry::store::Store::new(ix.pool().clone());
+        Registry::open(store, Bus::new(), &file, None).await.expect("registry on PostgreSQL")
+    };
+    let reg = open().await;
+    reg.create(&serde_json::json!({"name": "yard", "width": 640, "height": 360})).await.unwrap();
+    reg.patch("yard", &serde_json::json!({"title": "Yard", "bitrate_kbps": 900})).await.unwrap();
+    reg.patch("front", &serde_json::json!({"record": false})).await.unwrap();
+    assert!(reg.create(&serde_json::json!({"name": "yard"})).await.is_err(), "a taken name");
+    drop(reg);
+    let reg = open().await;
+    let set = reg.snapshot();
+    let names: Vec<&str> = set.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["front", "yard"]);
+    let yard = &set.get("yard").unwrap().config;
+    assert_eq!((yard.width, yard.bitrate_kbps, yard.title.as_deref()), (640, 900, Some("Yard")));
+    assert!(!set.get("front").unwrap().config.record, "a file camera's override survives");
+    reg.delete("yard").await.unwrap();
+    assert_eq!(open().await.snapshot().len(), 1);
+    // The deleted camera's row stays for its recordings: "front" still lists its segment.
+    assert_eq!(ix.usage("front").await.unwrap(), (5, 1));
 }
