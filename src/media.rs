@@ -15,6 +15,13 @@ pub struct Media {
 }
 
 impl Backend for Media {
+    fn admit(&self, kind: Kind, resource: &str, bearer: Option<&str>) -> Result<(), SignalError> {
+        match kind {
+            Kind::Whep => self.live.admit(kind, resource, bearer),
+            Kind::Whip => self.ingest.admit(resource, bearer),
+        }
+    }
+
     async fn create(&self, offer: Offer) -> Result<Answer, SignalError> {
         match offer.kind {
             Kind::Whep => self.live.create(offer).await,

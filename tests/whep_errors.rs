@@ -76,6 +76,16 @@ fn refused_offers() {
 
     let r = post_offer(&server, "no-such-camera", "application/sdp", &h264);
     assert_error(&r, 404, "unknown camera");
+    // A typo in the camera name says so, whatever the body and its type.
+    let r = post_offer(&server, "tset", "application/sdp", "garbage");
+    assert_error(&r, 404, "unknown camera with a malformed body");
+    assert!(r.body.contains("tset"), "the 404 names the camera: {:?}", r.body);
+    let r = post_offer(&server, "tset", "text/plain", &h264);
+    assert_error(&r, 404, "unknown camera with the wrong Content-Type");
+    let r =
+        http("PATCH", &server.url("/whep/tset/no-such-session"), &[("Content-Type", "text/plain")], Some("garbage"))
+            .expect("PATCH");
+    assert_error(&r, 404, "PATCH of an unknown session with a bad body");
 
     let r = post_offer(&server, "test", "text/plain", &h264);
     assert_error(&r, 415, "Content-Type text/plain");

@@ -129,6 +129,7 @@ async fn create<B: Backend, K: KindOf>(
 ) -> Response {
     let result = async {
         check_resource(&resource)?;
+        st.backend.admit(K::KIND, &resource, bearer(&headers).as_deref())?;
         if !content_type_is(&headers, "application/sdp") {
             return Err(SignalError::UnsupportedMediaType("expected Content-Type: application/sdp".into()));
         }
@@ -298,6 +299,9 @@ mod tests {
     }
 
     impl Backend for Recorder {
+        fn admit(&self, _: Kind, resource: &str, _: Option<&str>) -> Result<(), SignalError> {
+            if resource == "cam" { Ok(()) } else { Err(SignalError::NotFound("unknown camera".into())) }
+        }
         async fn create(&self, offer: Offer) -> Result<Answer, SignalError> {
             if offer.resource != "cam" {
                 return Err(SignalError::NotFound("unknown camera".into()));
@@ -378,6 +382,9 @@ mod tests {
             (post("/whep/cam", "text/plain", OFFER), StatusCode::UNSUPPORTED_MEDIA_TYPE),
             (post("/whep/cam", "application/sdp", "garbage"), StatusCode::BAD_REQUEST),
             (post("/whep/nope", "application/sdp", OFFER), StatusCode::NOT_FOUND),
+            // The camera is looked up before the body: a typo is 404 whatever the body.
+            (post("/whep/nope", "application/sdp", "garbage"), StatusCode::NOT_FOUND),
+            (post("/whep/nope", "text/plain", OFFER), StatusCode::NOT_FOUND),
             (post("/whep/cam", "application/sdp", &OFFER.replace("H264", "VP8")), StatusCode::NOT_ACCEPTABLE),
             (post("/whep/cam", "application/sdp", &"v".repeat(MAX_SDP_LEN + 10)), StatusCode::PAYLOAD_TOO_LARGE),
         ] {

@@ -92,6 +92,11 @@ pub enum PatchOutcome {
 
 /// The media side: creates, updates and ends sessions. Implemented by the application.
 pub trait Backend: Send + Sync + 'static {
+    /// Checks that `resource` exists (and, for WHIP, that `bearer` may publish to it) before
+    /// the request body is looked at: a typo in a camera name is `404` whatever the body
+    /// holds. Called for every `POST`; [`Backend::create`] still checks again.
+    fn admit(&self, kind: Kind, resource: &str, bearer: Option<&str>) -> Result<(), SignalError>;
+
     /// Creates a session from an offer.
     fn create(&self, offer: Offer) -> impl Future<Output = Result<Answer, SignalError>> + Send;
 

@@ -190,6 +190,13 @@ impl Ingest {
         }
     }
 
+    /// Before a `POST /whip/{camera}` body is read: the camera is a WHIP camera and the
+    /// token may publish to it.
+    pub fn admit(&self, resource: &str, bearer: Option<&str>) -> Result<(), SignalError> {
+        let cam = self.camera(resource)?;
+        self.authorize(&cam, bearer)
+    }
+
     /// `POST /whip/{camera}`.
     pub async fn create(&self, offer: Offer) -> Result<Answer, SignalError> {
         let cam = self.camera(&offer.resource)?;

@@ -293,6 +293,14 @@ impl Live {
 }
 
 impl Backend for Live {
+    fn admit(&self, kind: Kind, resource: &str, _bearer: Option<&str>) -> Result<(), SignalError> {
+        if kind == Kind::Whep && self.hub(resource).is_some() {
+            Ok(())
+        } else {
+            Err(SignalError::NotFound(format!("unknown camera {resource:?}")))
+        }
+    }
+
     async fn create(&self, offer: Offer) -> Result<Answer, SignalError> {
         match offer.kind {
             Kind::Whep => self.create_viewer(offer).await,
