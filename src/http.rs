@@ -47,6 +47,21 @@ pub fn app(state: AppState, signaling_cfg: signaling::Config) -> Router {
 }
 
 /// A plain-text error: `status` and one line of reason (the API's error format).
+/// `If-None-Match` against a resource's entity tag (RFC 9110 §13.1.2): a `*` or any tag of
+/// the comma-separated list that matches `etag` by weak comparison (`W/"x"` matches `"x"`).
+/// `true`: answer `304 Not Modified` (with the ETag).
+pub fn none_match(headers: &axum::http::HeaderMap, etag: &str) -> bool {
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let want = opaque(etag);
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || (!t.is_empty() && opaque(t) == want))
+}
+
 pub fn plain_error(status: StatusCode, msg: &str) -> Response {
     let line: String = msg.lines().next().unwrap_or("").chars().take(300).collect();
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{line}\n")).into_response()
@@ -100,4 +115,31 @@ struct StatusJson {
 
 async fn status(State(st): State<AppState>) -> Response {
     axum::Json(StatusJson { version: env!("CARGO_PKG_VERSION"), tls: st.tls.snapshot() }).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::none_match;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn with(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn if_none_match_takes_lists_star_and_weak_tags() {
+        let tag = "\"abc\"";
+        assert!(none_match(&with(&["\"abc\""]), tag));
+        assert!(none_match(&with(&["\"x\", \"abc\""]), tag));
+        assert!(none_match(&with(&["\"x\"", "\"abc\""]), tag), "several header lines");
+        assert!(none_match(&with(&["*"]), tag));
+        assert!(none_match(&with(&["W/\"abc\""]), tag), "weak comparison");
+        assert!(!none_match(&with(&["\"abcd\", \"ab\""]), tag));
+        assert!(!none_match(&with(&[""]), tag));
+        assert!(!none_match(&HeaderMap::new(), tag));
+    }
 }

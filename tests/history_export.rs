@@ -132,6 +132,14 @@ fn recorded_segments_are_listed_and_export_as_playable_mp4() {
         get(port, &path, &[("Range", "bytes=0-9")]).header("etag") == Some(etag.as_str()),
         "a range response carries the same ETag"
     );
+    // Revalidation (RFC 9110 §13.1.2): the tag alone, in a list, weak, or `*`: 304 with the tag.
+    for inm in [etag.clone(), format!("\"other\", {etag}"), format!("W/{etag}"), "*".to_owned()] {
+        let r = get(port, &path, &[("If-None-Match", &inm)]);
+        assert_eq!(r.status, 304, "If-None-Match: {inm}");
+        assert!(r.body.is_empty(), "a 304 has no body");
+        assert_eq!(r.header("etag"), Some(etag.as_str()), "a 304 carries the ETag (If-None-Match: {inm})");
+    }
+    assert_eq!(get(port, &path, &[("If-None-Match", "\"other\"")]).status, 200, "another tag: the file");
 
     // Bad inputs: a status and a one-line reason.
     let first = closed[0].start_ms;

@@ -81,17 +81,53 @@ impl KindOf for WhipK {
     const KIND: Kind = Kind::Whip;
 }
 
+/// The `Link` header values of one ICE server (RFC 9725 §4.6, RFC 8288): the URL as a
+/// URI-reference in `<>`, the TURN user name and credential as quoted strings. Characters
+/// that would end the URL (`<`, `>`, `"`, spaces, controls, non-ASCII) are percent-encoded;
+/// `"` and `\` in quoted strings are escaped. A credential that cannot be a header value
+/// (a control character) drops that server, with nothing half-sent.
 fn link_values(s: &IceServer) -> Vec<HeaderValue> {
     s.urls
         .iter()
         .filter_map(|u| {
-            let mut v = format!("<{u}>; rel=\"ice-server\"");
+            let mut v = format!("<{}>; rel=\"ice-server\"", link_uri(u));
             if let (Some(user), Some(cred)) = (&s.username, &s.credential) {
-                v.push_str(&format!("; username=\"{user}\"; credential=\"{cred}\"; credential-type=\"password\""));
+                v.push_str(&format!(
+                    "; username={}; credential={}; credential-type=\"password\"",
+                    quoted(user),
+                    quoted(cred)
+                ));
             }
             HeaderValue::from_str(&v).ok()
         })
         .collect()
+}
+
+/// `u` with everything that cannot stand inside `<...>` percent-encoded.
+fn link_uri(u: &str) -> String {
+    let mut out = String::with_capacity(u.len());
+    for b in u.bytes() {
+        if b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An RFC 9110 quoted-string.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 fn cors(h: &mut HeaderMap) {
@@ -394,6 +430,26 @@ mod tests {
             let text = std::str::from_utf8(&body).unwrap();
             assert_eq!(text.trim_end().lines().count(), 1, "{text:?}");
         }
+    }
+
+    #[test]
+    fn link_values_escape_urls_and_credentials() {
+        let s = IceServer {
+            urls: vec!["turn:turn.example.org:3478?transport=udp".into(), "turn:evil>; rel=\"x\"".into()],
+            username: Some("vi\"gil".into()),
+            credential: Some("se\\cret\"; rel=\"other".into()),
+        };
+        let v: Vec<String> = link_values(&s).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(
+            v[0],
+            "<turn:turn.example.org:3478?transport=udp>; rel=\"ice-server\"; username=\"vi\\\"gil\"; \
+             credential=\"se\\\\cret\\\"; rel=\\\"other\"; credential-type=\"password\""
+        );
+        assert!(v[1].starts_with("<turn:evil%3E;%20rel=%22x%22>; rel=\"ice-server\""), "{}", v[1]);
+        // A control character cannot be sent: that server is left out, not sent broken.
+        let bad =
+            IceServer { urls: vec!["stun:a".into()], username: Some("a\nb".into()), credential: Some("c".into()) };
+        assert!(link_values(&bad).is_empty());
     }
 
     #[tokio::test]

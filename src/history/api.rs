@@ -195,8 +195,12 @@ async fn video_mp4(
     let file = Mp4File::new(plan)?;
     let len = file.len();
     let etag = format!("\"{}\"", file.etag());
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    if crate::http::none_match(&headers, &etag) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(resp);
     }
     let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == etag);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok) {
@@ -437,11 +441,7 @@ async fn thumbnail(
     let etag = format!("\"{}\"", super::thumbnail::etag(&jpeg));
     // An open segment may yet turn out to end before `t`: revalidate.
     let cache = if open { "no-cache" } else { THUMB_IMMUTABLE };
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').map(str::trim).any(|tag| tag == "*" || tag == etag));
-    let mut resp = if matches {
+    let mut resp = if crate::http::none_match(&headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response()
