@@ -48,6 +48,15 @@ fn wanted(p: &dyn rtc::rtcp::Packet) -> bool {
     any.is::<SenderReport>() || any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
 
+/// Whether `packets` (one compound RTCP packet delivered to the application) ask for a
+/// keyframe: a PLI or a FIR. Sender and receiver reports do not.
+pub fn asks_for_keyframe(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
+    packets.iter().any(|p| {
+        let any = p.as_any();
+        any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+    })
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
@@ -93,4 +102,20 @@ impl Interceptor for RtcpTap {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pli_and_fir_ask_for_a_keyframe() {
+        let sr: Box<dyn rtc::rtcp::Packet> = Box::new(SenderReport { ssrc: 1, ..Default::default() });
+        let pli: Box<dyn rtc::rtcp::Packet> = Box::new(PictureLossIndication { sender_ssrc: 1, media_ssrc: 2 });
+        let fir: Box<dyn rtc::rtcp::Packet> = Box::new(FullIntraRequest { sender_ssrc: 1, ..Default::default() });
+        assert!(!asks_for_keyframe(std::slice::from_ref(&sr)));
+        assert!(!asks_for_keyframe(&[]));
+        assert!(asks_for_keyframe(&[sr.clone(), pli]));
+        assert!(asks_for_keyframe(&[fir]));
+    }
 }

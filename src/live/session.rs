@@ -355,7 +355,9 @@ impl ViewerSession {
         use webrtc::media_stream::track_local::TrackLocalEvent;
         while let Some(ev) = self.track.poll().await {
             #[allow(irrefutable_let_patterns)]
-            if let TrackLocalEvent::OnRtcpPacket(_) = ev {
+            if let TrackLocalEvent::OnRtcpPacket(packets) = ev
+                && crate::rtcp_tap::asks_for_keyframe(&packets)
+            {
                 feed.request_keyframe();
             }
         }
