@@ -10,6 +10,8 @@
 //!   swap keeps working.
 //! * `renewal_failure_keeps_old_certificate`: pebble stopped: renewal fails, `/api/status`
 //!   and `/metrics` say so, retries continue, the old certificate is still served.
+//! * `a_ca_unreachable_at_boot_is_retried_within_seconds`: the CA down at start, up later:
+//!   the certificate comes within a minute (retries from 5 s while the CA cannot be reached).
 //! * `self_signed_and_files_modes`: the other two modes, including a hot reload of files.
 
 mod common;
@@ -246,6 +248,29 @@ fn renewal_failure_keeps_old_certificate() {
     assert!(server.log().contains("certificate renewal failed"), "{}", server.log());
     let (_, cert) = https_once(tls.https, "localhost", &[root], "GET", "/healthz").unwrap();
     assert_eq!(cert.serial, serial);
+}
+
+#[test]
+fn a_ca_unreachable_at_boot_is_retried_within_seconds() {
+    // A Pi that boots before its network is up: the first orders cannot reach the CA. Once
+    // it is reachable the certificate must come in seconds, not after a 10-minute backoff.
+    let _g = serial();
+    let tls = Tls::new();
+    let mut pebble = Pebble::start(tls.http.port());
+    pebble.stop();
+    let server = Server::start(&tls.acme_toml(&pebble, ""));
+    let st = wait_tls(&server, Duration::from_secs(30), "two failed attempts", |t| {
+        t["renewal"]["consecutive_failures"].as_u64().unwrap_or(0) >= 2
+    });
+    assert_ne!(st["certificate"]["source"], "acme", "{st:#}");
+    pebble.restart();
+    let st =
+        wait_tls(&server, Duration::from_secs(60), "an ACME certificate", |t| t["certificate"]["source"] == "acme");
+    assert_eq!(st["renewal"]["last_result"], "ok", "{st:#}");
+    let (resp, cert) = https_once(tls.https, "localhost", &[pebble.issuing_root()], "GET", "/healthz")
+        .expect("HTTPS with the new certificate");
+    assert_eq!(resp.status, 200);
+    assert_eq!(cert.serial, st["certificate"]["serial"].as_str().unwrap_or_default());
 }
 
 #[test]

@@ -8,8 +8,11 @@
 //! - `acme`: obtains a certificate when there is none (or only the placeholder), when the
 //!   saved one does not cover `domains`, was issued by another directory, or expires within
 //!   `renew_before`. On failure the served certificate stays, the error goes to the log,
-//!   `/api/status` and the metrics, and the next attempt comes after a backoff (10 min,
-//!   doubling, at most 12 h, and never later than the check interval).
+//!   `/api/status` and the metrics, and the next attempt comes after a backoff, jittered by
+//!   ±20% and never later than the check interval: from 5 s, doubling, at most 5 min while
+//!   the CA cannot be reached (a Pi that boots before its network is up gets its
+//!   certificate moments after the network comes); from 10 min, doubling, at most 12 h when
+//!   the CA answered with a failure (those count against its rate limits).
 //! - `self-signed`: remakes the certificate when it no longer covers the names or expires
 //!   within `renew_before`.
 //! - `files`: re-reads `cert_file`/`key_file` and swaps when they changed (e.g. renewed by an
@@ -27,10 +30,37 @@ use std::time::Duration;
 
 /// The longest one ACME attempt (account, order, validation, issuance) may take.
 pub const ACME_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
-/// First retry delay after a failed attempt (doubles per consecutive failure).
+/// First retry delay after the CA answered with a failure (a failed validation, a problem
+/// document); doubles per consecutive failure. These count against the CA's limits (Let's
+/// Encrypt: 5 failed validations per hostname per hour), so they stay slow.
 pub const RETRY_BASE: Duration = Duration::from_secs(600);
-/// Longest retry delay.
+/// Longest retry delay after the CA refused.
 pub const RETRY_MAX: Duration = Duration::from_secs(12 * 3600);
+/// First retry delay when the CA was not reached (no network yet at boot, DNS, a refused
+/// connection) or a local file failed: such attempts cost the CA nothing, so they start
+/// within seconds; doubles per consecutive failure.
+pub const RETRY_UNREACHED_BASE: Duration = Duration::from_secs(5);
+/// Longest retry delay when the CA was not reached.
+pub const RETRY_UNREACHED_MAX: Duration = Duration::from_secs(300);
+
+/// Why an attempt failed, as far as the retry delay goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The CA answered and refused (counts against its rate limits).
+    Refused,
+    /// The CA was not reached, or something local failed.
+    Unreached,
+}
+
+impl Failure {
+    /// The kind of `e`.
+    pub fn of(e: &TlsError) -> Failure {
+        match e {
+            TlsError::Order(_) | TlsError::Acme(instant_acme::Error::Api(_)) => Failure::Refused,
+            _ => Failure::Unreached,
+        }
+    }
+}
 
 /// TLS for one server: the resolver the HTTPS listener uses, the status, the pending
 /// HTTP-01 challenges.
@@ -229,9 +259,10 @@ impl Tls {
 
     /// Records a failed attempt; returns the delay before the next one.
     fn failed(&self, e: &TlsError) -> Duration {
+        let kind = Failure::of(e);
         let e = error_chain(e);
         let n = self.status.attempt_failed(&e);
-        let retry = retry_delay(n).min(self.cfg.renew_check_interval.0);
+        let retry = jittered(retry_delay(n, kind), rand::random::<f64>()).min(self.cfg.renew_check_interval.0);
         let serving =
             self.status.cert().map_or_else(|| "none".to_owned(), |(s, c)| format!("{s:?} serial {}", c.serial));
         tracing::warn!(failures = n, retry_in = ?retry, %serving, "certificate renewal failed, keeping the current certificate: {e}");
@@ -298,10 +329,20 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Delay before retry number `failures` (1 = after the first failure).
-pub fn retry_delay(failures: u32) -> Duration {
+/// Delay before retry number `failures` (1 = after the first failure) of this kind.
+pub fn retry_delay(failures: u32, kind: Failure) -> Duration {
+    let (base, max) = match kind {
+        Failure::Refused => (RETRY_BASE, RETRY_MAX),
+        Failure::Unreached => (RETRY_UNREACHED_BASE, RETRY_UNREACHED_MAX),
+    };
     let factor = 1u32.checked_shl(failures.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-    RETRY_BASE.saturating_mul(factor).min(RETRY_MAX)
+    base.saturating_mul(factor).min(max)
+}
+
+/// `d` spread by ±20% (`unit` uniform in [0, 1)), so that many servers that lost their
+/// network together do not all ask the CA again in the same second.
+pub fn jittered(d: Duration, unit: f64) -> Duration {
+    d.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
 }
 
 fn human(secs: i64) -> String {
@@ -327,11 +368,31 @@ mod tests {
 
     #[test]
     fn backoff() {
-        assert_eq!(retry_delay(1), Duration::from_secs(600));
-        assert_eq!(retry_delay(2), Duration::from_secs(1200));
-        assert_eq!(retry_delay(3), Duration::from_secs(2400));
-        assert_eq!(retry_delay(8), RETRY_MAX);
-        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
-        assert_eq!(retry_delay(0), Duration::from_secs(600));
+        let r = |n| retry_delay(n, Failure::Refused);
+        assert_eq!(r(1), Duration::from_secs(600));
+        assert_eq!(r(2), Duration::from_secs(1200));
+        assert_eq!(r(3), Duration::from_secs(2400));
+        assert_eq!(r(8), RETRY_MAX);
+        assert_eq!(r(u32::MAX), RETRY_MAX);
+        assert_eq!(r(0), Duration::from_secs(600));
+        // Not reached: seconds first, capped at 5 minutes.
+        let u = |n| retry_delay(n, Failure::Unreached);
+        assert_eq!([u(1), u(2), u(3)], [5, 10, 20].map(Duration::from_secs));
+        assert_eq!(u(7), RETRY_UNREACHED_MAX);
+        assert_eq!(u(u32::MAX), RETRY_UNREACHED_MAX);
+        // Jitter stays within ±20%.
+        let d = Duration::from_secs(100);
+        assert_eq!(jittered(d, 0.0), Duration::from_secs(80));
+        assert_eq!(jittered(d, 0.5), d);
+        assert!(jittered(d, 0.999_999) <= Duration::from_secs(120));
+    }
+
+    #[test]
+    fn failures_the_ca_answered_are_slow() {
+        assert_eq!(Failure::of(&TlsError::Order("authorization invalid".into())), Failure::Refused);
+        assert_eq!(Failure::of(&TlsError::Timeout(ACME_ATTEMPT_TIMEOUT)), Failure::Unreached);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(Failure::of(&TlsError::Io { path: "x".into(), source: io }), Failure::Unreached);
+        assert_eq!(Failure::of(&TlsError::Acme(instant_acme::Error::Str("no nonce"))), Failure::Unreached);
     }
 }

@@ -82,38 +82,50 @@ impl Pebble {
         let config_path = dir.path().join("pebble-config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).expect("write pebble config");
         let log_path = dir.path().join("pebble.log");
-        let log = File::create(&log_path).expect("pebble log");
+        let mut p = Pebble { child: None, dir, acme_port, mgmt_port, http_port, log_path };
+        p.spawn();
+        p
+    }
+
+    /// Starts pebble again after [`Pebble::stop`], on the same ports (a new issuing root).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let exe = std::env::var_os("PEBBLE_BIN").map_or_else(|| PathBuf::from("/usr/bin/pebble"), PathBuf::from);
+        let log = File::options().create(true).append(true).open(&self.log_path).expect("pebble log");
         let child = Command::new(&exe)
             .arg("-config")
-            .arg(&config_path)
+            .arg(self.dir.path().join("pebble-config.json"))
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("dup log")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn pebble");
-        let mut p = Pebble { child: Some(child), dir, acme_port, mgmt_port, http_port, log_path };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(c) = p.child.as_mut()
+            if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                p.child = None;
-                panic!("pebble exited during startup ({status}); log:\n{}", p.log());
+                self.child = None;
+                panic!("pebble exited during startup ({status}); log:\n{}", self.log());
             }
             let up = |port| {
                 TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200))
                     .is_ok()
             };
-            if up(acme_port) && up(mgmt_port) {
+            if up(self.acme_port) && up(self.mgmt_port) {
                 break;
             }
-            assert!(Instant::now() < deadline, "pebble did not listen within 20 s; log:\n{}", p.log());
+            assert!(Instant::now() < deadline, "pebble did not listen within 20 s; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(100));
         }
-        p
     }
 
     /// `https://127.0.0.1:<port>/dir`
