@@ -38,7 +38,6 @@ pub fn app(state: AppState, signaling_cfg: signaling::Config) -> Router {
         .route("/style.css", get(style_css))
         .route("/publish/{camera}", get(publish_html))
         .route("/publish.js", get(publish_js))
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .with_state(state)

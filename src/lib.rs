@@ -43,6 +43,7 @@ pub mod config;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod history;
 pub mod http;
 pub mod ingest;

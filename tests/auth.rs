@@ -237,7 +237,11 @@ fn unauthenticated_requests_are_refused() {
     assert!(r.body.contains("<form") && r.body.contains("type=\"password\""), "login page: {}", r.body);
     assert_eq!(get(&server.url("/login.js"), &[]).status, 200);
     assert_eq!(get(&server.url("/style.css"), &[]).status, 200);
-    assert_eq!(get(&server.url("/healthz"), &[]).status, 200);
+    assert_eq!(get(&server.url("/livez"), &[]).status, 200);
+    // Health is open too, with the parts but without camera names.
+    let h = get(&server.url("/healthz"), &[]);
+    assert!(h.status == 200 || h.status == 503, "/healthz without credentials: {} {}", h.status, h.body);
+    assert!(h.body.contains("\"status\"") && !h.body.contains("front") && !h.body.contains("back"), "{}", h.body);
 
     // The API, scripts, metrics: 401 with a Bearer challenge and a one-line reason.
     for path in [
@@ -514,7 +518,7 @@ fn shared_links_open_one_export_until_they_expire() {
     let r = share("/api/cameras/front/snapshot.jpg", "1h".into(), &vh);
     assert_eq!(r.status, 200, "{}", r.body);
     let snap = get(&server.url(json(&r)["path"].as_str().expect("path")), &[]);
-    assert_eq!((snap.status, snap.header("content-type")), (200, Some("image/jpeg")));
+    assert_eq!((snap.status, snap.header("content-type")), (200, Some("image/jpeg")), "shared snapshot: {}", snap.body);
     assert_eq!(share("/api/cameras/back/snapshot.jpg", "1h".into(), &vh).status, 403);
     assert_eq!(share("/api/cameras/front/recordings", "1h".into(), &vh).status, 400);
     assert_eq!(share(&target, "30d".into(), &vh).status, 400);

@@ -135,7 +135,7 @@ fn no_path_leaves_the_tree() {
         assert_refused(&r, &[400, 404], &format!("PATCH {t}"));
     }
     // Still serving.
-    assert_eq!(get(&server, "/healthz").status, 200);
+    assert_eq!(get(&server, "/livez").status, 200);
     assert_eq!(get(&server, "/api/cameras/test/recordings").status, 200);
 }
 
@@ -239,7 +239,7 @@ fn slowloris_is_disconnected_while_others_are_served() {
     slow.set_read_timeout(Some(Duration::from_millis(900))).expect("timeout");
     let idle = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
     idle.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    let header = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let header = b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let started = Instant::now();
     let mut sent = 0;
     let mut served_meanwhile = 0;
@@ -257,7 +257,7 @@ fn slowloris_is_disconnected_while_others_are_served() {
             Err(_) => {} // still open (read timed out)
         }
         // Everyone else is served meanwhile.
-        let r = http("GET", &server.url("/healthz"), &[], None).expect("GET /healthz while a slowloris waits");
+        let r = http("GET", &server.url("/livez"), &[], None).expect("GET /livez while a slowloris waits");
         assert_eq!(r.status, 200);
         served_meanwhile += 1;
         if started.elapsed() > Duration::from_secs(120) {
@@ -270,7 +270,7 @@ fn slowloris_is_disconnected_while_others_are_served() {
     let mut b = [0u8; 16];
     let mut idle = idle;
     assert!(matches!(idle.read(&mut b), Ok(0) | Err(_)), "an idle connection stayed open");
-    assert_eq!(http("GET", &server.url("/healthz"), &[], None).expect("healthz").status, 200);
+    assert_eq!(http("GET", &server.url("/livez"), &[], None).expect("livez").status, 200);
 }
 
 #[test]

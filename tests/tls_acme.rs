@@ -107,7 +107,7 @@ fn acme_obtains_certificate() {
     // A client that trusts only pebble's issuing root.
     let root = pebble.issuing_root();
     let (resp, cert) =
-        https_once(tls.https, "localhost", std::slice::from_ref(&root), "GET", "/healthz").expect("HTTPS GET /healthz");
+        https_once(tls.https, "localhost", std::slice::from_ref(&root), "GET", "/livez").expect("HTTPS GET /livez");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), "ok\n");
     assert!(cert.names.contains(&"localhost".to_owned()), "{cert:?}");
@@ -119,7 +119,7 @@ fn acme_obtains_certificate() {
     assert_eq!(resp.json()["tls"]["certificate"]["serial"], serial.as_str());
     // A client that does not trust pebble refuses the certificate.
     let other = CertificateDer::from_pem_file(pebble.ca_file()).unwrap();
-    assert!(https_once(tls.https, "localhost", &[other], "GET", "/healthz").is_err());
+    assert!(https_once(tls.https, "localhost", &[other], "GET", "/livez").is_err());
 
     // Plain HTTP on http_listen: a redirect to HTTPS, and no challenge outside an order.
     let (code, headers) = plain_get(tls.http, "/whep/x?a=1").unwrap();
@@ -149,7 +149,7 @@ fn acme_obtains_certificate() {
     std::thread::sleep(Duration::from_secs(1));
     let st = status(&server)["tls"].clone();
     assert!(st["renewal"]["last_attempt"].is_null(), "restart ordered a certificate: {st:#}");
-    let (_, cert) = https_once(tls.https, "localhost", &[root], "GET", "/healthz").unwrap();
+    let (_, cert) = https_once(tls.https, "localhost", &[root], "GET", "/livez").unwrap();
     assert_eq!(cert.serial, serial);
 }
 
@@ -189,7 +189,7 @@ fn renewal_swaps_certificate_without_dropping_sessions() {
 
     // New handshakes get a new certificate...
     let new_cert = wait_for(Duration::from_secs(60), "a renewed certificate on a new connection", || {
-        https_once(tls.https, "localhost", std::slice::from_ref(&root), "GET", "/healthz")
+        https_once(tls.https, "localhost", std::slice::from_ref(&root), "GET", "/livez")
             .ok()
             .map(|(_, c)| c)
             .filter(|c| c.serial != old_cert.serial)
@@ -204,7 +204,7 @@ fn renewal_swaps_certificate_without_dropping_sessions() {
     let after = rx.wait_frames(before.frames + 30, Duration::from_secs(30)).expect("frames after the swap");
     assert!(after.frames >= before.frames + 30);
     assert!(rx.errors().iter().all(|e| !e.starts_with("error")), "{:?}", rx.errors());
-    let r = rt().block_on(conn.request("GET", "/healthz", &[], None)).expect("old HTTPS connection after the swap");
+    let r = rt().block_on(conn.request("GET", "/livez", &[], None)).expect("old HTTPS connection after the swap");
     assert_eq!(r.status, 200);
     assert_eq!(conn.peer_cert(), old_cert, "a live connection does not change certificate");
     let cams = rt().block_on(conn.request("GET", "/api/cameras", &[], None)).unwrap().json();
@@ -231,7 +231,7 @@ fn renewal_failure_keeps_old_certificate() {
     let serial = st["certificate"]["serial"].as_str().unwrap().to_owned();
 
     // The old certificate is still served, and still valid for the client.
-    let (resp, cert) = https_once(tls.https, "localhost", std::slice::from_ref(&root), "GET", "/healthz")
+    let (resp, cert) = https_once(tls.https, "localhost", std::slice::from_ref(&root), "GET", "/livez")
         .expect("HTTPS after the failure");
     assert_eq!(resp.status, 200);
     assert_eq!(cert.serial, serial);
@@ -246,7 +246,7 @@ fn renewal_failure_keeps_old_certificate() {
     assert!(m.contains("vigil_tls_renewals_total{result=\"error\"}"), "{m}");
     assert!(m.lines().any(|l| l.starts_with("vigil_tls_renewal_failures") && !l.ends_with(" 0")), "{m}");
     assert!(server.log().contains("certificate renewal failed"), "{}", server.log());
-    let (_, cert) = https_once(tls.https, "localhost", &[root], "GET", "/healthz").unwrap();
+    let (_, cert) = https_once(tls.https, "localhost", &[root], "GET", "/livez").unwrap();
     assert_eq!(cert.serial, serial);
 }
 
@@ -267,7 +267,7 @@ fn a_ca_unreachable_at_boot_is_retried_within_seconds() {
     let st =
         wait_tls(&server, Duration::from_secs(60), "an ACME certificate", |t| t["certificate"]["source"] == "acme");
     assert_eq!(st["renewal"]["last_result"], "ok", "{st:#}");
-    let (resp, cert) = https_once(tls.https, "localhost", &[pebble.issuing_root()], "GET", "/healthz")
+    let (resp, cert) = https_once(tls.https, "localhost", &[pebble.issuing_root()], "GET", "/livez")
         .expect("HTTPS with the new certificate");
     assert_eq!(resp.status, 200);
     assert_eq!(cert.serial, st["certificate"]["serial"].as_str().unwrap_or_default());
@@ -290,14 +290,14 @@ fn self_signed_and_files_modes() {
     assert_eq!(mode_of(&tls.certs_dir().join("self-signed-key.pem")), 0o600);
     let own = CertificateDer::from_pem_file(&cert_path).expect("self-signed cert");
     let (resp, cert) =
-        https_once(tls.https, "vigil.test", std::slice::from_ref(&own), "GET", "/healthz").expect("HTTPS, self-signed");
+        https_once(tls.https, "vigil.test", std::slice::from_ref(&own), "GET", "/livez").expect("HTTPS, self-signed");
     assert_eq!(resp.status, 200);
     assert!(cert.names.contains(&"vigil.test".to_owned()) && cert.names.contains(&"127.0.0.1".to_owned()), "{cert:?}");
     let st = status(&server)["tls"].clone();
     assert_eq!(st["certificate"]["source"], "self-signed", "{st:#}");
     server.stop();
     let server = Server::start(&toml);
-    let (_, again) = https_once(tls.https, "127.0.0.1", &[own], "GET", "/healthz").expect("HTTPS by IP");
+    let (_, again) = https_once(tls.https, "127.0.0.1", &[own], "GET", "/livez").expect("HTTPS by IP");
     assert_eq!(again.serial, cert.serial, "the self-signed certificate was not reused");
     drop(server);
 
@@ -328,11 +328,11 @@ fn self_signed_and_files_modes() {
     std::fs::rename(files.join("c2.pem"), &cf).unwrap();
     let r2 = CertificateDer::from_pem_slice(c2.as_bytes()).unwrap();
     let second = wait_for(Duration::from_secs(20), "the replaced certificate file to be served", || {
-        https_once(tls.https, "files.test", std::slice::from_ref(&r2), "GET", "/healthz").ok().map(|(_, c)| c)
+        https_once(tls.https, "files.test", std::slice::from_ref(&r2), "GET", "/livez").ok().map(|(_, c)| c)
     })
     .unwrap_or_else(|e| panic!("{e}\nvigil log:\n{}", server.log()));
     assert_ne!(second.serial, first.serial);
-    let r = rt().block_on(conn.request("GET", "/healthz", &[], None)).expect("old connection after reload");
+    let r = rt().block_on(conn.request("GET", "/livez", &[], None)).expect("old connection after reload");
     assert_eq!(r.status, 200);
 
     // A broken file is reported and the current certificate kept.
@@ -341,6 +341,6 @@ fn self_signed_and_files_modes() {
         t["renewal"]["last_result"] == "error"
     });
     assert_eq!(st["certificate"]["serial"], second.serial.as_str(), "{st:#}");
-    let (_, still) = https_once(tls.https, "files.test", &[r2], "GET", "/healthz").unwrap();
+    let (_, still) = https_once(tls.https, "files.test", &[r2], "GET", "/livez").unwrap();
     assert_eq!(still.serial, second.serial);
 }

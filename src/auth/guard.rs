@@ -5,7 +5,7 @@
 //! | request | without credentials | with credentials |
 //! | --- | --- | --- |
 //! | `OPTIONS` anything, `/whip/...` | through, untouched | through, untouched |
-//! | `/healthz`, `/login`, `/login.js`, `/style.css`, `/logout` | through | through |
+//! | `/healthz`, `/livez`, `/login`, `/login.js`, `/style.css`, `/logout` | through | through |
 //! | `GET /`, `/history`, `/cameras`, `/kiosk` (pages) | `303` to `/login?next=...` | through |
 //! | `/metrics`, `/api/status`, `/api/devices`, `/api/cameras/probe[/...]`, `POST /api/cameras`, `PATCH`/`DELETE /api/cameras/{camera}` | `401` | admin, else `403` |
 //! | `/api/cameras/{camera}/...`, `/whep/{camera}[/...]` | `401` (a signed link opens its one path) | camera allowed, else `403` |
@@ -92,7 +92,7 @@ pub fn classify(method: &Method, path: &str) -> Need {
         return Need::Public;
     }
     match path {
-        "/healthz" | "/login" | "/login.js" | "/style.css" | "/logout" => return Need::Public,
+        "/healthz" | "/livez" | "/login" | "/login.js" | "/style.css" | "/logout" => return Need::Public,
         "/" | "/history" | "/cameras" | "/kiosk" => return Need::Page,
         "/metrics" | "/api/status" | "/api/devices" => return Need::Admin,
         _ => {}

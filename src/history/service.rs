@@ -518,8 +518,9 @@ pub(crate) fn first_keyframe_params(seg: &SegmentFiles) -> Option<super::h264::P
     super::h264::ParamSets::from_annexb(&au)?.ok()
 }
 
-/// Free bytes on the filesystem holding `dir` (`df`, to stay free of unsafe code).
-fn free_bytes(dir: &Path) -> Option<u64> {
+/// Free bytes on the filesystem holding `dir` (`df`, to stay free of unsafe code); `None`
+/// when it cannot be read.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
     let out = std::process::Command::new("df").arg("-B1").arg("--output=avail").arg(dir).output().ok()?;
     String::from_utf8_lossy(&out.stdout).lines().nth(1)?.trim().parse().ok()
 }

@@ -159,10 +159,17 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     let limits = crate::limits::HttpLimits::from_config(&cfg.server).map_err(anyhow::Error::msg)?;
     let routes = app(
-        AppState { runtime: runtime.clone(), live, ingest: ingest.clone(), metrics, tls: tls_status },
+        AppState { runtime: runtime.clone(), live, ingest: ingest.clone(), metrics, tls: tls_status.clone() },
         signaling_cfg,
     )
     .merge(crate::registry::api::router(registry.clone(), runtime.clone()))
+    .merge(crate::health::router(Arc::new(crate::health::Health {
+        registry: registry.clone(),
+        runtime: runtime.clone(),
+        history: history.clone(),
+        tls: tls_status.clone(),
+        min_free_bytes: cfg.server.min_free_bytes,
+    })))
     .merge(crate::events::sse::router(bus.clone()))
     .merge(crate::history::api::router(history.clone()))
     .merge(crate::auth::router(auth.clone()));

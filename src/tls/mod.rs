@@ -31,7 +31,7 @@ pub mod store;
 
 pub use manager::Tls;
 pub use resolver::CertResolver;
-pub use status::TlsStatus;
+pub use status::{CertSource, TlsStatus};
 
 use std::path::PathBuf;
 use std::sync::Arc;

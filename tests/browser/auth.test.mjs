@@ -69,7 +69,7 @@ async function waitHealthy(timeoutMs) {
   while (Date.now() < deadline) {
     if (exited) throw new Error(`server exited before it was healthy: ${JSON.stringify(exited)}`);
     try {
-      const res = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`${base}/livez`, { signal: AbortSignal.timeout(1000) });
       if (res.status === 200) return;
       last = `HTTP ${res.status}`;
     } catch (e) {
@@ -77,7 +77,7 @@ async function waitHealthy(timeoutMs) {
     }
     await sleep(200);
   }
-  throw new Error(`GET /healthz not 200 within ${timeoutMs} ms (last: ${last})`);
+  throw new Error(`GET /livez not 200 within ${timeoutMs} ms (last: ${last})`);
 }
 
 before(async () => {

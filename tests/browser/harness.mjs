@@ -100,7 +100,7 @@ export class VigilServer {
     while (Date.now() < deadline) {
       if (this.exit) throw new Error(`${this.label} exited before it was healthy: ${JSON.stringify(this.exit)}`);
       try {
-        const res = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(1000) });
+        const res = await fetch(`${this.base}/livez`, { signal: AbortSignal.timeout(1000) });
         if (res.status === 200) return;
         last = `HTTP ${res.status}`;
       } catch (e) {
@@ -108,7 +108,7 @@ export class VigilServer {
       }
       await sleep(200);
     }
-    throw new Error(`${this.label}: GET /healthz not 200 within ${timeoutMs} ms (last: ${last})`);
+    throw new Error(`${this.label}: GET /livez not 200 within ${timeoutMs} ms (last: ${last})`);
   }
 
   // SIGTERM, then SIGKILL after 5 s; then make sure nothing of its process group is left.

@@ -2,7 +2,7 @@
 //! with an independent WebRTC peer (GStreamer `webrtcbin`, see STACK.md pitfall 7).
 //!
 //! * [`Server`]: starts `vigil serve` on a free loopback port in a temporary directory, waits
-//!   for `/healthz`, prints the server's log if the test panics, stops it on drop.
+//!   for `/livez`, prints the server's log if the test panics, stops it on drop.
 //! * [`WhepClient`] (`webrtc.rs`): a WHEP viewer built on `webrtcbin` (recvonly H.264) that
 //!   decodes what it receives (`rtph264depay ! h264parse ! avdec_h264 ! videoconvert !
 //!   appsink`) and counts frames with their size; the WHIP publisher is in `publisher.rs`.
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// How long `Server::start` waits for `GET /healthz` to answer 200.
+/// How long `Server::start` waits for `GET /livez` to answer 200.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ impl Server {
         server
     }
 
-    /// Starts `vigil serve` in this server's directory (log appended) and waits for `/healthz`.
+    /// Starts `vigil serve` in this server's directory (log appended) and waits for `/livez`.
     fn launch(&mut self) {
         let log = File::options().create(true).append(true).open(&self.log_path).expect("open log file");
         let mut cmd = Command::new(vigil_exe());
@@ -229,7 +229,7 @@ impl Server {
 
     fn wait_healthy(&mut self) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let url = self.url("/healthz");
+        let url = self.url("/livez");
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -243,7 +243,7 @@ impl Server {
                 return;
             }
             if Instant::now() >= deadline {
-                panic!("vigil did not answer 200 on /healthz within {STARTUP_TIMEOUT:?}; log:\n{}", self.log());
+                panic!("vigil did not answer 200 on /livez within {STARTUP_TIMEOUT:?}; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -346,7 +346,7 @@ impl Server {
         pids
     }
 
-    /// Wait (up to 30 s) until camera `name` reads `running`: `/healthz` answers before the
+    /// Wait (up to 30 s) until camera `name` reads `running`: `/livez` answers before the
     /// capture has produced its first frame, and WHEP answers 503 until then.
     pub fn wait_running(&self, name: &str) -> serde_json::Value {
         self.wait_camera(name, Duration::from_secs(30), "state == running", |c| c["state"] == "running")
