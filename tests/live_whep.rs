@@ -75,3 +75,38 @@ fn two_viewers_at_once() {
     assert_eq!(b.delete().expect("DELETE second"), 200);
     wait_viewers(&server, 0);
 }
+
+#[test]
+fn old_footage_is_never_served_as_live() {
+    // A camera that recorded, then cannot start after a restart: its last GOP is on disk,
+    // but it is not live, and no viewer may be shown it as live.
+    let _serial = serial();
+    let cfg = |source: &str| {
+        format!(
+            "[[cameras]]\nname = \"cam\"\nsource = \"{source}\"\nwidth = 320\nheight = 240\nfps = 15\nbitrate_kbps = 300\nsegment_seconds = 60\n"
+        )
+    };
+    let mut server = Server::start(&cfg("test"));
+    server.wait_running("cam");
+    let c = WhepClient::connect_retry(&server.base(), "cam", Duration::from_secs(5)).expect("WHEP");
+    c.wait_frames(30, Duration::from_secs(10)).expect("frames while it runs");
+    let _ = c.delete();
+    std::fs::write(server.dir().join("vigil.toml"), cfg("pipeline:fakesrc num-buffers=0 ! fakesink")).unwrap();
+    server.stop();
+    // The newest footage on disk is now 3 s old.
+    std::thread::sleep(Duration::from_secs(3));
+    server.restart();
+    for _ in 0..10 {
+        match WhepClient::connect(&server.base(), "cam") {
+            Ok(c) => {
+                let got = c.wait_frames(1, Duration::from_secs(2));
+                panic!("a camera that is not running was offered as live (decoded: {got:?})");
+            }
+            Err(e) => {
+                let refused = e.downcast_ref::<common::WhepRefused>().unwrap_or_else(|| panic!("{e:#}"));
+                assert_eq!(refused.status, 503, "{refused}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

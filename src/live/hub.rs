@@ -25,6 +25,12 @@ pub const RTP_MTU: usize = 1150;
 pub const RING_FRAMES: usize = 90;
 /// The GOP cache bound (a 10 s GOP at 30 fps).
 pub const MAX_GOP_FRAMES: usize = 300;
+/// Footage older than this is never shown as live: an AU whose capture time is further
+/// behind the server's clock is not published (the last GOP of an old segment read at start,
+/// a tail catching up after a stall), and a GOP cache with no new frame for this long is
+/// dropped rather than shown to a new viewer (a camera that went offline). It allows for
+/// pipeline latency and a WHIP publisher's clock skew (at most `ingest::clock::MAX_SR_SKEW`).
+pub const STALE_AFTER_US: i64 = 2_000_000;
 
 /// One access unit, packetized once, shared by all viewers.
 #[derive(Debug)]
@@ -56,6 +62,7 @@ pub struct Hub {
     camera: String,
     fanout: Mutex<Fanout>,
     viewers: AtomicUsize,
+    /// When the last frame was published (server clock, µs since the epoch).
     last_frame_wall_us: AtomicI64,
     profile_idc: AtomicU8,
 }
@@ -84,13 +91,18 @@ impl Hub {
 
     /// The cached GOP and a receiver for what follows it, taken atomically so nothing is
     /// missed or repeated in between.
+    /// A GOP with no new frame for [`STALE_AFTER_US`] is dropped instead: the viewer waits
+    /// for the next keyframe rather than seeing a frozen picture as live.
     pub fn subscribe(&self) -> (Vec<Arc<Frame>>, broadcast::Receiver<Arc<Frame>>) {
-        let g = self.lock();
+        let mut g = self.lock();
+        if now_us() - self.last_frame_wall_us.load(Ordering::Relaxed) > STALE_AFTER_US {
+            g.gop.clear();
+        }
         (g.gop.snapshot(), g.tx.subscribe())
     }
 
     /// Whether frames are arriving: a keyframe is cached and the last frame came within
-    /// `max_age_ms`.
+    /// `max_age_ms` (only frames captured within [`STALE_AFTER_US`] are published at all).
     pub fn is_live(&self, max_age_ms: i64) -> bool {
         let last = self.last_frame_wall_us.load(Ordering::Relaxed);
         last != 0 && now_us() - last <= max_age_ms * 1000 && self.lock().gop.keyframe().is_some()
@@ -128,6 +140,8 @@ impl Hub {
         let mut payloader = H264Payloader::default();
         let latency = metrics::histogram!("vigil_au_latency_seconds", "camera" => self.camera.clone());
         let frames_in = metrics::counter!("vigil_frames_read_total", "camera" => self.camera.clone());
+        let stale = metrics::counter!("vigil_live_stale_frames_total", "camera" => self.camera.clone());
+        let mut skipping = false;
         let mut last_segment = 0i64;
         loop {
             let au = tail.next().await;
@@ -142,8 +156,19 @@ impl Hub {
                 self.profile_idc.store(p, Ordering::Relaxed);
             }
             let capture_us = find_capture_time(&au.data).unwrap_or(au.pts_us);
-            latency.record((now_us() - capture_us).max(0) as f64 / 1e6);
+            let age_us = now_us() - capture_us;
             frames_in.increment(1);
+            if age_us > STALE_AFTER_US {
+                // Old footage is history, not live.
+                stale.increment(1);
+                if !skipping {
+                    tracing::debug!(camera = %self.camera, age_ms = age_us / 1000, "not showing old footage as live");
+                    skipping = true;
+                }
+                continue;
+            }
+            skipping = false;
+            latency.record(age_us.max(0) as f64 / 1e6);
             let payloads = match payloader.payload(RTP_MTU, &au.data) {
                 Ok(p) if !p.is_empty() => p,
                 Ok(_) => continue,
@@ -202,5 +227,18 @@ mod tests {
         assert!(matches!(rx.recv().await, Err(broadcast::error::RecvError::Lagged(n)) if n > 0));
         let (gop, _) = hub.subscribe();
         assert_eq!(gop.first().map(|f| f.pts_us), Some((4 * RING_FRAMES as i64 - 1) / 30 * 30));
+    }
+
+    #[test]
+    fn a_gop_with_no_new_frame_is_not_handed_to_new_viewers() {
+        let hub = Hub::new("c");
+        let key = Arc::new(Frame { pts_us: now_us(), rtp_ts: 0, keyframe: true, payloads: vec![], bytes: 0 });
+        hub.publish(key);
+        assert_eq!(hub.subscribe().0.len(), 1, "a fresh GOP starts a new viewer at once");
+        assert!(hub.is_live(5_000));
+        // The source went quiet (a WHIP publisher left, a capture died) 3 s ago.
+        hub.last_frame_wall_us.store(now_us() - 3_000_000, Ordering::Relaxed);
+        assert!(hub.subscribe().0.is_empty(), "a frozen GOP is not shown as live");
+        assert!(!hub.is_live(5_000), "and the camera no longer reads as live");
     }
 }
