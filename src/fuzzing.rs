@@ -180,7 +180,8 @@ pub fn whip_offer(data: &[u8]) {
 /// What a publisher's peer connection answers to `offer`, and then to the offer restated for
 /// an ICE restart (None where webrtc-rs refuses it), checking the invariants on the way.
 pub fn publisher_answers(offer: &str) -> Option<(String, Option<String>)> {
-    use crate::ingest::publisher::{answer_receives_h264, ice_sdpfrag, media_engine, replace_ice_credentials};
+    use crate::ingest::publisher::{answer_receives_h264, media_engine};
+    use crate::live::ice::{ice_sdpfrag, replace_ice_credentials};
     let Ok(mut me) = media_engine() else { panic!("the publisher's codecs register") };
     let registry = register_default_interceptors(Registry::new(), &mut me).ok()?;
     let net = crate::live::session::NetConfig { ice_servers: Vec::new(), public_ips: Vec::new() };

@@ -11,6 +11,7 @@ use super::clock::RtpClock;
 use super::depacketize::{AccessUnit, Depacketizer};
 use super::recorder::{Command, Recorder, SendError};
 use crate::capture::feed::{AudioPacket, CameraFeed};
+use crate::live::ice::IceState;
 use crate::live::session::{NegotiateError, NetConfig, build_peer_connection};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, register_default_interceptors,
 };
 
 /// A publisher that has not connected by then is dropped.
@@ -104,11 +105,8 @@ pub struct PublisherSession {
     pub pc: Arc<dyn PeerConnection>,
     /// The answer SDP (with candidates).
     pub answer: String,
-    /// The remote ICE ufrag (a different one in a PATCH is an ICE restart).
-    remote_ufrag: std::sync::Mutex<Option<String>>,
-    /// The remote description in force (an ICE restart re-applies it with new credentials).
-    offer: tokio::sync::Mutex<String>,
-    gathered: watch::Receiver<u32>,
+    /// The remote ICE credentials in force; ICE restarts.
+    ice: IceState,
     stop: tokio::sync::Notify,
     state: watch::Receiver<RTCPeerConnectionState>,
     tracks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>>,
@@ -162,13 +160,10 @@ impl PublisherSession {
             }
         };
         tracing::debug!(%offer, %answer, "publisher negotiated");
-        let remote_ufrag = sdp_attr(offer, "ice-ufrag").map(str::to_owned);
         Ok(Self {
             pc,
             answer,
-            remote_ufrag: std::sync::Mutex::new(remote_ufrag),
-            offer: tokio::sync::Mutex::new(offer.to_owned()),
-            gathered,
+            ice: IceState::new(offer, gathered),
             stop: tokio::sync::Notify::new(),
             state,
             tracks: tokio::sync::Mutex::new(tracks),
@@ -180,51 +175,21 @@ impl PublisherSession {
         self.stop.notify_one();
     }
 
-    /// The remote ICE ufrag in force.
-    pub fn remote_ufrag(&self) -> Option<String> {
-        self.remote_ufrag.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Whether `frag` is an ICE restart (new remote credentials) rather than trickle.
+    pub fn is_ice_restart(&self, frag: &IceFragment) -> bool {
+        self.ice.is_restart(frag)
     }
 
     /// Adds a trickled remote candidate.
     pub async fn add_candidate(&self, mid: Option<String>, candidate: String) -> Result<(), String> {
-        let init = RTCIceCandidateInit {
-            candidate,
-            sdp_mid: mid,
-            username_fragment: self.remote_ufrag(),
-            ..Default::default()
-        };
-        self.pc.add_ice_candidate(init).await.map_err(|e| e.to_string())
+        self.ice.add_candidate(&self.pc, mid, candidate).await
     }
 
     /// An ICE restart (RFC 9725 §4.4.2): the publisher's new credentials and candidates in,
     /// this side's new credentials and candidates out (as an sdpfrag). Media keeps flowing
     /// into the same camera; only the transport is re-established.
     pub async fn restart_ice(&self, frag: &IceFragment) -> Result<String, NegotiateError> {
-        let (Some(ufrag), Some(pwd)) = (&frag.ufrag, &frag.pwd) else {
-            return Err(NegotiateError::BadOffer("an ICE restart needs both a=ice-ufrag and a=ice-pwd".into()));
-        };
-        let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
-        let mut offer = self.offer.lock().await;
-        let restarted = replace_ice_credentials(&offer, ufrag, pwd);
-        let before = *self.gathered.borrow();
-        let desc =
-            RTCSessionDescription::offer(restarted.clone()).map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
-        self.pc.set_remote_description(desc).await.map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
-        let answer = self.pc.create_answer(None).await.map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
-        self.pc.set_local_description(answer).await.map_err(stack)?;
-        let mut gathered = self.gathered.clone();
-        let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g > before)).await;
-        let local =
-            self.pc.local_description().await.ok_or_else(|| NegotiateError::Stack("no local description".into()))?;
-        *offer = restarted;
-        *self.remote_ufrag.lock().unwrap_or_else(|p| p.into_inner()) = Some(ufrag.clone());
-        drop(offer);
-        for (mid, c) in &frag.candidates {
-            if let Err(e) = self.add_candidate(mid.clone(), c.clone()).await {
-                tracing::debug!(error = %e, "adding candidate from an ICE restart");
-            }
-        }
-        Ok(ice_sdpfrag(&local.sdp))
+        self.ice.restart(&self.pc, frag).await
     }
 
     /// Receives until the publisher is gone; returns why it ended.
@@ -459,53 +424,6 @@ impl<'a> Receive<'a> {
 
 fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
-
-/// The first `a=<name>:` value in an SDP.
-fn sdp_attr<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
-    sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=")?.strip_prefix(name)?.strip_prefix(':'))
-}
-
-/// `sdp` with every `a=ice-ufrag`/`a=ice-pwd` replaced (an offer restated for an ICE restart).
-pub(crate) fn replace_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
-    let mut out = String::with_capacity(sdp.len());
-    for line in sdp.lines().map(str::trim_end) {
-        if line.starts_with("a=ice-ufrag:") {
-            out.push_str(&format!("a=ice-ufrag:{ufrag}"));
-        } else if line.starts_with("a=ice-pwd:") {
-            out.push_str(&format!("a=ice-pwd:{pwd}"));
-        } else if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
-            continue;
-        } else {
-            out.push_str(line);
-        }
-        out.push_str("\r\n");
-    }
-    out
-}
-
-/// The ICE part of an answer as an sdpfrag (RFC 8840): credentials and each section's
-/// candidates under its `a=mid`.
-pub(crate) fn ice_sdpfrag(sdp: &str) -> String {
-    let mut out = String::new();
-    if let (Some(u), Some(p)) = (sdp_attr(sdp, "ice-ufrag"), sdp_attr(sdp, "ice-pwd")) {
-        out.push_str(&format!("a=ice-ufrag:{u}\r\na=ice-pwd:{p}\r\n"));
-    }
-    let mut media: Option<String> = None;
-    for line in sdp.lines().map(str::trim_end) {
-        if let Some(m) = line.strip_prefix("m=") {
-            media = Some(format!("m={m}\r\n"));
-        } else if let Some(mid) = line.strip_prefix("a=mid:")
-            && let Some(m) = media.take()
-        {
-            out.push_str(&m);
-            out.push_str(&format!("a=mid:{mid}\r\n"));
-        } else if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
-            out.push_str(line);
-            out.push_str("\r\n");
-        }
-    }
-    out
 }
 
 /// Whether an answer SDP accepts some H.264 video (a rejected m-line has port 0).

@@ -272,9 +272,7 @@ impl Ingest {
         bearer: Option<&str>,
     ) -> Result<PatchOutcome, SignalError> {
         let s = self.entry(resource, session, bearer)?;
-        if let (Some(new), Some(old)) = (&frag.ufrag, s.remote_ufrag())
-            && *new != old
-        {
+        if s.is_ice_restart(&frag) {
             let sdpfrag = s.restart_ice(&frag).await.map_err(|e| match e {
                 NegotiateError::BadOffer(m) => {
                     SignalError::BadRequest(format!("ICE restart rejected: {}", one_line(&m)))

@@ -11,6 +11,7 @@
 pub mod backlog;
 pub mod gop;
 pub mod hub;
+pub mod ice;
 pub mod net;
 pub mod session;
 pub mod whep;

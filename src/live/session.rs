@@ -25,8 +25,8 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngine, SettingEngineBuilder, register_default_interceptors,
+    RTCIceCandidateType, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngine, SettingEngineBuilder, register_default_interceptors,
 };
 
 /// A viewer that has not connected by then is dropped.
@@ -83,14 +83,15 @@ pub async fn build_peer_connection(
 #[derive(Clone)]
 struct Handler {
     state: watch::Sender<RTCPeerConnectionState>,
-    gathered: watch::Sender<bool>,
+    /// Counts completed gatherings (one per answer, so an ICE restart can wait for its own).
+    gathered: watch::Sender<u32>,
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(true);
+            self.gathered.send_modify(|n| *n += 1);
         }
     }
 
@@ -187,8 +188,8 @@ pub struct ViewerSession {
     pub pc: Arc<dyn PeerConnection>,
     /// The answer SDP (with candidates).
     pub answer: String,
-    /// The remote ICE ufrag from the offer (a different one in a PATCH is an ICE restart).
-    pub remote_ufrag: Option<String>,
+    /// The remote ICE credentials in force; ICE restarts.
+    ice: super::ice::IceState,
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
@@ -234,7 +235,7 @@ impl ViewerSession {
             progress.clone(),
         );
         let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
-        let (gathered_tx, mut gathered_rx) = watch::channel(false);
+        let (gathered_tx, mut gathered_rx) = watch::channel(0u32);
         let handler = Arc::new(Handler { state: state_tx, gathered: gathered_tx });
         let pc = build_peer_connection(me, registry, handler, udp_addr, net).await.map_err(stack)?;
         let media = Media { profile_idc, ssrc, progress, audio };
@@ -249,7 +250,7 @@ impl ViewerSession {
         pc: Arc<dyn PeerConnection>,
         offer: &str,
         media: Media,
-        gathered: &mut watch::Receiver<bool>,
+        gathered: &mut watch::Receiver<u32>,
         state: watch::Receiver<RTCPeerConnectionState>,
     ) -> Result<Self, NegotiateError> {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
@@ -296,22 +297,28 @@ impl ViewerSession {
                 pt.map(|payload_type| AudioOut { track, ssrc, payload_type })
             }
         };
-        let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g)).await;
+        let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g > 0)).await;
         let answer =
             pc.local_description().await.ok_or_else(|| NegotiateError::Stack("no local description".into()))?.sdp;
-        let remote_ufrag = offer.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).map(str::to_owned);
-        Ok(Self { pc, answer, remote_ufrag, track, ssrc, payload_type, audio, state, progress })
+        let ice = super::ice::IceState::new(offer, gathered.clone());
+        Ok(Self { pc, answer, ice, track, ssrc, payload_type, audio, state, progress })
     }
 
     /// Adds a trickled remote candidate.
     pub async fn add_candidate(&self, mid: Option<String>, candidate: String) -> Result<(), String> {
-        let init = RTCIceCandidateInit {
-            candidate,
-            sdp_mid: mid,
-            username_fragment: self.remote_ufrag.clone(),
-            ..Default::default()
-        };
-        self.pc.add_ice_candidate(init).await.map_err(|e| e.to_string())
+        self.ice.add_candidate(&self.pc, mid, candidate).await
+    }
+
+    /// Whether `frag` is an ICE restart (new remote credentials) rather than trickle.
+    pub fn is_ice_restart(&self, frag: &signaling::IceFragment) -> bool {
+        self.ice.is_restart(frag)
+    }
+
+    /// An ICE restart (RFC 9725 §4.4.2, e.g. Chromium's `restartIce()` after a network
+    /// change): the viewer's new credentials and candidates in, this side's out (as an
+    /// sdpfrag). The session, its track and its place in the stream go on.
+    pub async fn restart_ice(&self, frag: &signaling::IceFragment) -> Result<String, NegotiateError> {
+        self.ice.restart(&self.pc, frag).await
     }
 
     /// Streams `hub` (and the feed's audio, if negotiated) to this viewer until the connection

@@ -41,7 +41,7 @@ struct SessionEntry {
     camera: String,
     client: Option<IpAddr>,
     etag: String,
-    remote_ufrag: Option<String>,
+    viewer: Arc<ViewerSession>,
     pc: Arc<dyn PeerConnection>,
     task: tokio::task::AbortHandle,
     candidates: tokio::sync::mpsc::UnboundedSender<(Option<String>, String)>,
@@ -208,7 +208,8 @@ impl Live {
         let etag = random_id();
         let answer = viewer.answer.clone();
         let pc = viewer.pc.clone();
-        let remote_ufrag = viewer.remote_ufrag.clone();
+        let viewer = Arc::new(viewer);
+        let entry_viewer = viewer.clone();
         let (cand_tx, mut cand_rx) = tokio::sync::mpsc::unbounded_channel::<(Option<String>, String)>();
         let sessions = self.sessions.clone();
         let sid = id.clone();
@@ -217,7 +218,6 @@ impl Live {
         let mut map = self.lock();
         let task = tokio::spawn(async move {
             let _gauge = TaskGauge::new();
-            let viewer = Arc::new(viewer);
             let v2 = viewer.clone();
             let trickle = tokio::spawn(async move {
                 let _gauge = TaskGauge::new();
@@ -246,7 +246,7 @@ impl Live {
                 camera: offer.resource.clone(),
                 client,
                 etag: etag.clone(),
-                remote_ufrag,
+                viewer: entry_viewer,
                 pc,
                 task: task.abort_handle(),
                 candidates: cand_tx,
@@ -324,19 +324,29 @@ impl Backend for Live {
         frag: IceFragment,
         _bearer: Option<String>,
     ) -> Result<PatchOutcome, SignalError> {
-        let map = self.lock();
-        let s = map.get(session).ok_or_else(|| SignalError::NotFound(format!("no session {session}")))?;
-        if let (Some(new), Some(old)) = (&frag.ufrag, &s.remote_ufrag)
-            && new != old
-        {
-            return Err(SignalError::MethodNotAllowed(
-                "ICE restart is not supported for WHEP viewers; start a new session".into(),
-            ));
+        let viewer = {
+            let map = self.lock();
+            let s = map.get(session).ok_or_else(|| SignalError::NotFound(format!("no session {session}")))?;
+            if !s.viewer.is_ice_restart(&frag) {
+                for c in frag.candidates {
+                    let _ = s.candidates.send(c);
+                }
+                return Ok(PatchOutcome::Applied);
+            }
+            s.viewer.clone()
+        };
+        // An ICE restart: the viewer's network changed; the session goes on over new paths.
+        let sdpfrag = viewer.restart_ice(&frag).await.map_err(|e| match e {
+            NegotiateError::BadOffer(m) => SignalError::BadRequest(format!("ICE restart rejected: {}", one_line(&m))),
+            other => SignalError::Internal(other.to_string()),
+        })?;
+        let etag = random_id();
+        match self.lock().get_mut(session) {
+            Some(e) => e.etag = etag.clone(),
+            None => return Err(SignalError::NotFound(format!("session {session} ended during the ICE restart"))),
         }
-        for c in frag.candidates {
-            let _ = s.candidates.send(c);
-        }
-        Ok(PatchOutcome::Applied)
+        tracing::info!(session, "viewer ICE restart");
+        Ok(PatchOutcome::Restarted { sdpfrag, etag })
     }
 
     async fn delete(
