@@ -379,7 +379,10 @@ async fn snapshot(
         .find(|r| r.start_us <= at)
         .cloned()
         .ok_or_else(|| ApiError::NotFound("no recorded frame at that time".into()))?;
-    if rec.state == "closed" && at > rec.end_us {
+    // A time after the end of the segment before it is a gap. "Latest" is the newest
+    // segment's last frame whatever it is: also while the next segment is being opened (the
+    // previous one is closed, the new one not yet in the index) or the camera is down.
+    if t.is_some() && rec.state == "closed" && at > rec.end_us {
         return Err(ApiError::NotFound("no recorded frame at that time (gap)".into()));
     }
     let files = api.history.files(&rec);
