@@ -32,7 +32,11 @@ pub fn app(state: AppState, signaling_cfg: signaling::Config) -> Router {
     let whep = signaling::router(media, signaling_cfg);
     Router::new()
         .route("/", get(index))
-        .route("/live.js", get(live_js))
+        .route("/live/latency.js", get(|| module(include_str!("../web/live/latency.js"))))
+        .route("/live/view.js", get(|| module(include_str!("../web/live/view.js"))))
+        .route("/live/page.js", get(|| module(include_str!("../web/live/page.js"))))
+        .route("/live/kiosk.js", get(|| module(include_str!("../web/live/kiosk.js"))))
+        .route("/kiosk", get(kiosk_html))
         .route("/history", get(history_html))
         .route("/history.js", get(history_js))
         .route("/style.css", get(style_css))
@@ -74,8 +78,13 @@ async fn index() -> Response {
     asset("text/html; charset=utf-8", include_str!("../web/index.html"))
 }
 
-async fn live_js() -> Response {
-    asset("text/javascript; charset=utf-8", include_str!("../web/live.js"))
+/// A page script (an ES module).
+async fn module(body: &'static str) -> Response {
+    asset("text/javascript; charset=utf-8", body)
+}
+
+async fn kiosk_html() -> Response {
+    asset("text/html; charset=utf-8", include_str!("../web/kiosk.html"))
 }
 
 async fn publish_html() -> Response {

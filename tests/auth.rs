@@ -251,7 +251,8 @@ fn unauthenticated_requests_are_refused() {
         "/api/cameras/front/snapshot.jpg",
         "/api/status",
         "/metrics",
-        "/live.js",
+        "/live/page.js",
+        "/live/kiosk.js",
         "/api/session",
         "/no-such-page",
     ] {

@@ -344,7 +344,8 @@ mod tests {
         assert_eq!(classify(&Method::PATCH, "/whep/front/s1"), cam("front"));
         assert_eq!(classify(&get, "/whepx"), Need::Authenticated);
         assert_eq!(classify(&get, "/whipx/front"), Need::Authenticated);
-        assert_eq!(classify(&get, "/live.js"), Need::Authenticated);
+        assert_eq!(classify(&get, "/live/page.js"), Need::Authenticated);
+        assert_eq!(classify(&get, "/kiosk"), Need::Page);
         assert_eq!(classify(&get, "/nope"), Need::Authenticated);
     }
 

@@ -9,7 +9,7 @@
 // Run:   cd tests/browser && npm ci && node --test
 // Env:   VIGIL_BIN  server binary (default: <repo>/target/release/vigil)
 //        CHROMIUM   browser binary (default: /usr/bin/chromium)
-//        VIGIL_WEB_FROM_DISK=1  serve /, /live.js, /style.css from web/ instead of the
+//        VIGIL_WEB_FROM_DISK=1  serve /, /live/*.js, /style.css from web/ instead of the
 //                   copies embedded in the binary (to work on the page without a rebuild)
 // Leaves tests/artifacts/live.png, live-reconnected.png and, on failure,
 // live-server.log (the server's output) behind.
@@ -79,7 +79,8 @@ before(async () => {
     page.on('console', (m) => pageLog.push(`[${m.type()}] ${m.text()}`));
     page.on('pageerror', (e) => pageLog.push(`[pageerror] ${e.message}`));
     if (process.env.VIGIL_WEB_FROM_DISK) {
-      const assets = { '/': ['index.html', 'text/html'], '/live.js': ['live.js', 'text/javascript'], '/style.css': ['style.css', 'text/css'] };
+      const assets = { '/': ['index.html', 'text/html'], '/style.css': ['style.css', 'text/css'] };
+      for (const m of ['latency', 'view', 'page']) assets[`/live/${m}.js`] = [`live/${m}.js`, 'text/javascript'];
       await page.route((u) => new URL(u).pathname in assets, (route) => {
         const [file, type] = assets[new URL(route.request().url()).pathname];
         route.fulfill({ status: 200, contentType: type, body: fs.readFileSync(path.join(ROOT, 'web', file)) });
@@ -101,7 +102,7 @@ test('live page plays the test camera over WHEP with latency shown', { timeout: 
     assert.equal(res.status(), 200, 'GET / status');
 
     // The binary embeds web/ at build time: say so if it serves an older page.
-    for (const [url, file] of [['/', 'index.html'], ['/live.js', 'live.js'], ['/style.css', 'style.css']]) {
+    for (const [url, file] of [['/', 'index.html'], ['/live/page.js', 'live/page.js'], ['/live/view.js', 'live/view.js'], ['/style.css', 'style.css']]) {
       const served = await (await fetch(base + url)).text();
       const onDisk = fs.readFileSync(path.join(ROOT, 'web', file), 'utf8');
       if (served !== onDisk && !process.env.VIGIL_WEB_FROM_DISK) console.error(`note: ${url} served by ${BIN} differs from web/${file}: rebuild the server to test the current page`);
