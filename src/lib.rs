@@ -22,7 +22,9 @@
 //! - [`ingest`]: WHIP publishers as cameras (depacketize, clock, segment writer).
 //! - [`segment`]: the on-disk format: Annex-B, `.idx`, writer, tail reader.
 //! - [`live`]: hubs, viewer sessions, the WHEP backend; [`media`]: the signaling backend
-//!   that routes WHEP to live and WHIP to ingest; [`rtcp_tap`]: inbound RTCP for the app.
+//!   that routes WHEP to live and WHIP to ingest.
+//! - [`webrtc`]: peer connections, UDP ports, ICE restart and the RTCP tap, shared by live
+//!   and ingest (which never reach into each other).
 //! - [`http`]: the router; [`limits`]: request limits and the plain-HTTP listener;
 //!   [`server`]: `vigil serve`; [`procfs`]: process gauges for leak checks.
 //! - [`tls`]: HTTPS certificates (self-signed, files, ACME) and their renewal.
@@ -52,7 +54,7 @@ pub mod live;
 pub mod media;
 pub mod procfs;
 pub mod registry;
-pub mod rtcp_tap;
 pub mod segment;
 pub mod server;
 pub mod tls;
+pub mod webrtc;

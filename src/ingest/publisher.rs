@@ -11,8 +11,8 @@ use super::clock::RtpClock;
 use super::depacketize::{AccessUnit, Depacketizer};
 use super::recorder::{Command, Recorder, SendError};
 use crate::capture::feed::{AudioPacket, CameraFeed};
-use crate::live::ice::IceState;
-use crate::live::session::{NegotiateError, NetConfig, build_peer_connection};
+use crate::webrtc::ice::IceState;
+use crate::webrtc::peer::{NegotiateError, NetConfig, build_peer_connection};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
@@ -131,7 +131,7 @@ impl PublisherSession {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
         let mut me = media_engine()?;
         let registry =
-            crate::rtcp_tap::with_tap(register_default_interceptors(Registry::new(), &mut me).map_err(stack)?);
+            crate::webrtc::rtcp_tap::with_tap(register_default_interceptors(Registry::new(), &mut me).map_err(stack)?);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_tx, mut gathered) = watch::channel(0u32);
         let (tracks_tx, tracks) = mpsc::unbounded_channel();

@@ -6,7 +6,7 @@
 //! When the machine is starved (BENCHMARKS.md, "Under overload") that channel held 5-30 s of
 //! media: latency grew without bound while every packet was still "sent". So the viewer
 //! notes when it wrote each frame's last packet ([`Backlog::written`]), the interceptor tap
-//! ([`crate::rtcp_tap`]) notes the sequence number of each video packet as it leaves the
+//! ([`crate::webrtc::rtcp_tap`]) notes the sequence number of each video packet as it leaves the
 //! channel ([`Progress`]), and [`Backlog::oldest_age`] is how long the oldest frame not yet
 //! out has waited. Sequence numbers rather than counts, so a packet webrtc-rs refuses before
 //! the tap cannot leave a permanent offset. Sans-IO apart from the shared atomic.
@@ -87,6 +87,12 @@ impl Backlog {
     /// Whether no frame is waiting.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+}
+
+impl crate::webrtc::rtcp_tap::SentObserver for Progress {
+    fn taken(&self, seq: u16) {
+        Progress::taken(self, seq);
     }
 }
 

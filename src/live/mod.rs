@@ -11,7 +11,5 @@
 pub mod backlog;
 pub mod gop;
 pub mod hub;
-pub mod ice;
-pub mod net;
 pub mod session;
 pub mod whep;

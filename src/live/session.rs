@@ -13,6 +13,7 @@
 use super::backlog::{Backlog, MAX_QUEUE_DELAY, Progress};
 use super::hub::{Frame, Hub};
 use crate::capture::feed::CameraFeed;
+use crate::webrtc::peer::{NegotiateError, NetConfig, build_peer_connection};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -24,61 +25,14 @@ use tokio::sync::{broadcast, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateType, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
-    SettingEngine, SettingEngineBuilder, register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, register_default_interceptors,
 };
 
 /// A viewer that has not connected by then is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the answer waits for ICE gathering (host candidates are immediate).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Why negotiation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum NegotiateError {
-    /// The offer was not acceptable SDP for the WebRTC stack.
-    #[error("offer rejected: {0}")]
-    BadOffer(String),
-    /// The offer has no H.264 profile this stream can be sent as.
-    #[error("offer has no H.264 video this camera can send (stream profile {0})")]
-    NoCodec(String),
-    /// Something in the stack failed.
-    #[error("webrtc: {0}")]
-    Stack(String),
-}
-
-/// Network settings shared by all viewers.
-#[derive(Debug, Clone)]
-pub struct NetConfig {
-    /// Addresses to bind a new peer connection's UDP socket(s) to.
-    pub ice_servers: Vec<RTCIceServer>,
-    /// Public addresses to advertise (1:1 NAT).
-    pub public_ips: Vec<String>,
-}
-
-/// A peer connection with vigil's network settings: mDNS off, fast ICE checks, 1:1 NAT
-/// addresses or ICE servers, bound to `udp_addr`. Shared by WHEP viewers and WHIP publishers.
-pub async fn build_peer_connection(
-    me: MediaEngine,
-    registry: Registry,
-    handler: Arc<dyn PeerConnectionEventHandler>,
-    udp_addr: String,
-    net: &NetConfig,
-) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
-    let ice_servers = if net.public_ips.is_empty() { net.ice_servers.clone() } else { Vec::new() };
-    let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(config)
-        .with_media_engine(me)
-        .with_setting_engine(setting_engine(net))
-        .with_interceptor_registry(registry)
-        .with_handler(handler)
-        .with_udp_addrs(vec![udp_addr])
-        .build()
-        .await?;
-    Ok(Arc::new(pc))
-}
 
 #[derive(Clone)]
 struct Handler {
@@ -150,23 +104,6 @@ fn h264_codec(plid: &str) -> RTCRtpCodec {
     }
 }
 
-/// The ICE and transport settings of a viewer's peer connection.
-pub(crate) fn setting_engine(net: &NetConfig) -> SettingEngine {
-    // mDNS off: a browser's `.local` candidates are not resolved (its connectivity checks
-    // still arrive as peer-reflexive candidates), and no multicast leaves the box.
-    let mut se = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        // Connectivity checks every 25 ms (webrtc-rs default: 200 ms, which set a ~205 ms
-        // floor on time to first frame, measured with vigil-bench); 56 attempts keep the
-        // default ~1.4 s window per candidate for slow networks.
-        .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(56))
-        .with_ice_timeouts(Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
-    if !net.public_ips.is_empty() {
-        se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
-    }
-    se.build()
-}
-
 /// The one H.264 track a viewer receives, with its SSRC.
 pub(crate) fn viewer_track(profile_idc: u8, ssrc: u32) -> MediaStreamTrack {
     MediaStreamTrack::new(
@@ -189,7 +126,7 @@ pub struct ViewerSession {
     /// The answer SDP (with candidates).
     pub answer: String,
     /// The remote ICE credentials in force; ICE restarts.
-    ice: super::ice::IceState,
+    ice: crate::webrtc::ice::IceState,
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
@@ -229,7 +166,7 @@ impl ViewerSession {
         let mut me = media_engine(profile_idc, audio)?;
         let ssrc = rand::random::<u32>();
         let progress = Arc::new(Progress::default());
-        let registry = crate::rtcp_tap::with_progress_tap(
+        let registry = crate::webrtc::rtcp_tap::with_progress_tap(
             register_default_interceptors(Registry::new(), &mut me).map_err(stack)?,
             ssrc,
             progress.clone(),
@@ -300,7 +237,7 @@ impl ViewerSession {
         let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g > 0)).await;
         let answer =
             pc.local_description().await.ok_or_else(|| NegotiateError::Stack("no local description".into()))?.sdp;
-        let ice = super::ice::IceState::new(offer, gathered.clone());
+        let ice = crate::webrtc::ice::IceState::new(offer, gathered.clone());
         Ok(Self { pc, answer, ice, track, ssrc, payload_type, audio, state, progress })
     }
 
@@ -357,13 +294,13 @@ impl ViewerSession {
         }
     }
 
-    /// PLI/FIR from the viewer (delivered by [`crate::rtcp_tap`]) become keyframe requests.
+    /// PLI/FIR from the viewer (delivered by [`crate::webrtc::rtcp_tap`]) become keyframe requests.
     async fn keyframe_requests(&self, feed: &CameraFeed) {
         use webrtc::media_stream::track_local::TrackLocalEvent;
         while let Some(ev) = self.track.poll().await {
             #[allow(irrefutable_let_patterns)]
             if let TrackLocalEvent::OnRtcpPacket(packets) = ev
-                && crate::rtcp_tap::asks_for_keyframe(&packets)
+                && crate::webrtc::rtcp_tap::asks_for_keyframe(&packets)
             {
                 feed.request_keyframe();
             }

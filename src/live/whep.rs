@@ -7,9 +7,10 @@
 //! `vigil_whep_sessions` (open sessions), `vigil_whep_session_tasks` (tasks running for them).
 
 use super::hub::Hub;
-use super::net::{UdpPorts, one_line, random_id};
-use super::session::{NegotiateError, NetConfig, ViewerSession};
+use super::session::ViewerSession;
 use crate::capture::feed::CameraFeed;
+use crate::webrtc::net::{UdpPorts, one_line, random_id};
+use crate::webrtc::peer::{NegotiateError, NetConfig};
 use signaling::{Answer, Backend, IceFragment, Kind, Offer, PatchOutcome, SignalError};
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -343,7 +343,7 @@ impl CameraRuntime for Runtime {
         cam.width = req.width.unwrap_or(cam.width);
         cam.height = req.height.unwrap_or(cam.height);
         cam.fps = req.fps.unwrap_or(cam.fps);
-        let id = crate::live::net::random_id();
+        let id = crate::webrtc::net::random_id();
         let scratch = self.data_dir.join(".probe").join(&id);
         let probed = match crate::capture::probe::probe(&self.child.exe, &cam, scratch).await {
             Ok(p) => p,

@@ -7,11 +7,10 @@
 //! It sits application-most ([`SLOT`]) so every other interceptor has seen the whole packet.
 //!
 //! Being first on the write path, it also sees each RTP packet the application wrote as the
-//! peer connection's driver takes it from its queue: for a viewer it records the video
-//! packets' sequence numbers ([`crate::live::backlog::Progress`]), which is how a viewer knows
-//! how far behind its connection is.
+//! peer connection's driver takes it from its queue: for a viewer it tells a [`SentObserver`]
+//! the video packets' sequence numbers (`live::backlog::Progress`), which is how a viewer
+//! knows how far behind its connection is.
 
-use crate::live::backlog::Progress;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -29,9 +28,16 @@ pub fn with_tap(registry: Registry) -> Registry {
     registry.with(Slot::from(SLOT), RtcpTap::default())
 }
 
-/// Adds the tap, recording in `progress` the sequence number of each outgoing RTP packet of
+/// Told the sequence number of each outgoing RTP packet of one SSRC as it leaves the peer
+/// connection's send queue.
+pub trait SentObserver: Send + Sync {
+    /// Packet `seq` was taken from the queue.
+    fn taken(&self, seq: u16);
+}
+
+/// Adds the tap, telling `progress` the sequence number of each outgoing RTP packet of
 /// `ssrc` as it leaves the driver's queue.
-pub fn with_progress_tap(registry: Registry, ssrc: u32, progress: Arc<Progress>) -> Registry {
+pub fn with_progress_tap(registry: Registry, ssrc: u32, progress: Arc<dyn SentObserver>) -> Registry {
     registry.with(Slot::from(SLOT), RtcpTap { progress: Some((ssrc, progress)), ..Default::default() })
 }
 
@@ -40,7 +46,7 @@ pub fn with_progress_tap(registry: Registry, ssrc: u32, progress: Arc<Progress>)
 pub struct RtcpTap {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
-    progress: Option<(u32, Arc<Progress>)>,
+    progress: Option<(u32, Arc<dyn SentObserver>)>,
 }
 
 fn wanted(p: &dyn rtc::rtcp::Packet) -> bool {

@@ -1,12 +1,12 @@
 //! ICE restart (RFC 9725 §4.4.2) for a negotiated peer connection, shared by WHEP viewers
-//! ([`super::session`]) and WHIP publishers (`ingest::publisher`): a `PATCH` whose sdpfrag
+//! (`live::session`) and WHIP publishers (`ingest::publisher`): a `PATCH` whose sdpfrag
 //! carries new `a=ice-ufrag`/`a=ice-pwd` restates the remote offer with those credentials,
 //! answers it, and hands back this side's new credentials and candidates as an sdpfrag. The
 //! session (its tracks, its media flow) goes on; only the transport is re-established.
 //!
 //! Owns: the remote ICE credentials in force and the SDP rewriting. Must not touch: media.
 
-use super::session::NegotiateError;
+use super::peer::NegotiateError;
 use signaling::IceFragment;
 use std::sync::Arc;
 use std::time::Duration;
