@@ -106,6 +106,10 @@ fn a_camera_added_from_the_api_plays_changes_and_survives_a_restart() {
         (&json!("yard"), &json!("Back yard"), &json!("api"), &json!(true), &json!(true)),
         "{created}"
     );
+    assert!(
+        matches!(created["state"].as_str(), Some("starting" | "running")),
+        "the 201 says it is starting: {created}"
+    );
 
     // Running within 10 s of the POST, and a viewer decodes it at its size.
     server.wait_camera("yard", Duration::from_secs(10), "state == running", |c| c["state"] == "running");

@@ -150,6 +150,12 @@ impl Api {
         let mut obj = public_settings(&cam.config, admin);
         obj.insert("defined_in".into(), Value::String(cam.defined_in.as_str().into()));
         obj.extend(self.runtime.state(cam.name()));
+        // Just added (the runtime has not picked it up yet): it is about to start, or not.
+        if !obj.contains_key("state") {
+            let state = if cam.config.enabled { "starting" } else { "stopped" };
+            obj.insert("state".into(), Value::String(state.into()));
+            obj.insert("last_error".into(), Value::Null);
+        }
         Value::Object(obj)
     }
 }
