@@ -156,3 +156,45 @@ export async function closeWhipSetup(setup) {
   await setup.server.stop();
   fs.rmSync(setup.dir, { recursive: true, force: true });
 }
+
+// An ICE restart the way a browser WHIP/WHEP client does it (RFC 9725 §4.4.2), in `page`:
+// on the peer connection kept as window[session] = {pc, answer, location, etag}, restartIce(),
+// PATCH the new credentials as an sdpfrag (If-Match, and the bearer `token` if given), then
+// apply the server's new credentials and candidates to the answer. Returns what the PATCH
+// said ({status, body} when it was not 200) and the ufrags on both sides.
+export function restartIceInPage(page, session, token) {
+  return page.evaluate(async ({ session, token }) => {
+    const { pc, answer, location, etag } = window[session];
+    pc.restartIce();
+    await pc.setLocalDescription(await pc.createOffer());
+    const sdp = pc.localDescription.sdp;
+    const attr = (text, name) => (new RegExp(`^a=${name}:(.*)$`, 'm').exec(text) || [])[1]?.trim();
+    const mid = attr(sdp, 'mid');
+    const frag = `a=ice-ufrag:${attr(sdp, 'ice-ufrag')}\r\na=ice-pwd:${attr(sdp, 'ice-pwd')}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:${mid}\r\n`;
+    const headers = { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': etag };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const r = await fetch(location, { method: 'PATCH', headers, body: frag });
+    const body = await r.text();
+    if (r.status !== 200) return { status: r.status, body };
+    const ufrag = attr(body, 'ice-ufrag');
+    const pwd = attr(body, 'ice-pwd');
+    const candidates = [...body.matchAll(/^a=(candidate:.*)$/gm)].map((m) => m[1].trim());
+    const updated = answer
+      .replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${ufrag}`)
+      .replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${pwd}`)
+      .replace(/^a=candidate:.*\r?\n/gm, '')
+      .replace(/^a=end-of-candidates\r?\n/gm, '');
+    await pc.setRemoteDescription({ type: 'answer', sdp: updated });
+    for (const candidate of candidates) await pc.addIceCandidate({ candidate, sdpMid: mid });
+    return {
+      status: r.status,
+      etag: r.headers.get('ETag'),
+      contentType: r.headers.get('Content-Type'),
+      frag,
+      localUfrag: attr(sdp, 'ice-ufrag'),
+      serverUfrag: ufrag,
+      oldServerUfrag: attr(answer, 'ice-ufrag'),
+      candidates: candidates.length,
+    };
+  }, { session, token });
+}

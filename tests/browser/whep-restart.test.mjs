@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, BIN, CHROMIUM, CHROMIUM_ARGS, VigilServer, freePort, sleep, waitFor } from './harness.mjs';
+import { ARTIFACTS, BIN, CHROMIUM, CHROMIUM_ARGS, VigilServer, freePort, restartIceInPage, sleep, waitFor } from './harness.mjs';
 
 const CAMERA = 'cam';
 
@@ -93,44 +93,13 @@ test('a WHEP viewer restarts ICE with PATCH and keeps watching', async () => {
 
     // 2. ICE restart: new local credentials → PATCH sdpfrag → the server's credentials and
     // candidates → the same answer with them.
-    const restarted = await page.evaluate(async () => {
-      const { pc, answer, location, etag } = window.view;
-      pc.restartIce();
-      await pc.setLocalDescription(await pc.createOffer());
-      const sdp = pc.localDescription.sdp;
-      const attr = (text, name) => (new RegExp(`^a=${name}:(.*)$`, 'm').exec(text) || [])[1]?.trim();
-      const mid = attr(sdp, 'mid');
-      const frag = `a=ice-ufrag:${attr(sdp, 'ice-ufrag')}\r\na=ice-pwd:${attr(sdp, 'ice-pwd')}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:${mid}\r\n`;
-      const r = await fetch(location, {
-        method: 'PATCH',
-        headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': etag },
-        body: frag,
-      });
-      const body = await r.text();
-      if (r.status !== 200) return { status: r.status, body };
-      const ufrag = attr(body, 'ice-ufrag');
-      const pwd = attr(body, 'ice-pwd');
-      const candidates = [...body.matchAll(/^a=(candidate:.*)$/gm)].map((m) => m[1].trim());
-      const updated = answer
-        .replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${ufrag}`)
-        .replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${pwd}`)
-        .replace(/^a=candidate:.*\r?\n/gm, '')
-        .replace(/^a=end-of-candidates\r?\n/gm, '');
-      await pc.setRemoteDescription({ type: 'answer', sdp: updated });
-      for (const candidate of candidates) await pc.addIceCandidate({ candidate, sdpMid: mid });
-      // The old ETag no longer matches: a stale PATCH is refused.
-      const stale = await fetch(location, { method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': etag }, body: frag });
-      return {
-        status: r.status,
-        etag: r.headers.get('ETag'),
-        contentType: r.headers.get('Content-Type'),
-        localUfrag: attr(sdp, 'ice-ufrag'),
-        serverUfrag: ufrag,
-        oldServerUfrag: attr(answer, 'ice-ufrag'),
-        candidates: candidates.length,
-        stale: stale.status,
-      };
-    });
+    const restarted = await restartIceInPage(page, 'view');
+    // The old ETag no longer matches: a stale PATCH is refused.
+    restarted.stale = await page.evaluate(async ({ etag, frag }) => (await fetch(window.view.location, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': etag },
+      body: frag,
+    })).status, { etag: started.etag, frag: restarted.frag });
     assert.equal(restarted.status, 200, `PATCH with new credentials: ${JSON.stringify(restarted)}`);
     assert.equal(restarted.contentType, 'application/trickle-ice-sdpfrag');
     assert.ok(restarted.etag && restarted.etag !== started.etag, `a new ETag: ${JSON.stringify(restarted)}`);

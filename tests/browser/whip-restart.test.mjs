@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ARTIFACTS, closeWhipSetup, sleep, waitFor, whipSetup } from './harness.mjs';
+import { ARTIFACTS, closeWhipSetup, restartIceInPage, sleep, waitFor, whipSetup } from './harness.mjs';
 
 const CAMERA = 'cam';
 const TOKEN = 'restart-test-token-0123456789';
@@ -94,40 +94,7 @@ test('a WHIP publisher restarts ICE with PATCH and keeps publishing', async () =
 
     // 2. ICE restart: new local credentials → PATCH sdpfrag → the server's credentials and
     // candidates → the same answer with them.
-    const restarted = await page.evaluate(async (token) => {
-      const { pc, answer, location, etag } = window.pub;
-      pc.restartIce();
-      await pc.setLocalDescription(await pc.createOffer());
-      const sdp = pc.localDescription.sdp;
-      const attr = (text, name) => (new RegExp(`^a=${name}:(.*)$`, 'm').exec(text) || [])[1]?.trim();
-      const mid = attr(sdp, 'mid');
-      const frag = `a=ice-ufrag:${attr(sdp, 'ice-ufrag')}\r\na=ice-pwd:${attr(sdp, 'ice-pwd')}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:${mid}\r\n`;
-      const r = await fetch(location, {
-        method: 'PATCH',
-        headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': etag, Authorization: `Bearer ${token}` },
-        body: frag,
-      });
-      const body = await r.text();
-      if (r.status !== 200) return { status: r.status, body };
-      const ufrag = attr(body, 'ice-ufrag');
-      const pwd = attr(body, 'ice-pwd');
-      const candidates = [...body.matchAll(/^a=(candidate:.*)$/gm)].map((m) => m[1].trim());
-      const updated = answer
-        .replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${ufrag}`)
-        .replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${pwd}`)
-        .replace(/^a=candidate:.*\r?\n/gm, '')
-        .replace(/^a=end-of-candidates\r?\n/gm, '');
-      await pc.setRemoteDescription({ type: 'answer', sdp: updated });
-      for (const candidate of candidates) await pc.addIceCandidate({ candidate, sdpMid: mid });
-      return {
-        status: r.status,
-        etag: r.headers.get('ETag'),
-        localUfrag: attr(sdp, 'ice-ufrag'),
-        serverUfrag: ufrag,
-        oldServerUfrag: attr(answer, 'ice-ufrag'),
-        candidates: candidates.length,
-      };
-    }, TOKEN);
+    const restarted = await restartIceInPage(page, 'pub', TOKEN);
     assert.equal(restarted.status, 200, `PATCH with new credentials: ${JSON.stringify(restarted)}`);
     assert.ok(restarted.etag && restarted.etag !== started.etag, `a new ETag: ${JSON.stringify(restarted)}`);
     assert.notEqual(restarted.serverUfrag, restarted.oldServerUfrag, 'the server restarted its ICE agent too');
