@@ -30,6 +30,10 @@ enum Command {
         /// Data directory (overrides `[server] data_dir`).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// UDP port(s) for WebRTC media (overrides `[server] webrtc_udp_ports`): `8189`
+        /// (every session on one port), `40000-40100`, or `""` for ephemeral ports.
+        #[arg(long)]
+        webrtc_udp_ports: Option<String>,
     },
     /// Users who log in with a password (`[auth]`, docs/auth.md).
     User {
@@ -266,13 +270,17 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Serve { config, listen, data_dir } => {
+        Command::Serve { config, listen, data_dir, webrtc_udp_ports } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(l) = listen {
                 cfg.server.listen = l;
             }
             if let Some(d) = data_dir {
                 cfg.server.data_dir = d;
+            }
+            if let Some(p) = webrtc_udp_ports {
+                cfg.server.webrtc_udp_ports = p;
+                cfg.server.udp_port_range().map_err(anyhow::Error::msg)?;
             }
             let config_path = config.map(|p| p.canonicalize().unwrap_or(p));
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -547,19 +547,22 @@ fn refuses_to_start_without_credentials() {
     let cfg = dir.path().join("vigil.toml");
     std::fs::write(&cfg, "[[cameras]]\nname = \"a\"\n").expect("config");
     let cfg = cfg.to_str().expect("utf-8");
-    let (ok, _, err) = vigil(&["serve", "--config", cfg, "--listen", "0.0.0.0:0", "--data-dir", data], "");
+    let (ok, _, err) =
+        vigil(&["serve", "--config", cfg, "--listen", "0.0.0.0:0", "--data-dir", data, "--webrtc-udp-ports", ""], "");
     assert!(!ok, "started with a public listener and nobody to log in");
     assert!(err.contains("authentication is required") && err.contains("vigil user add"), "{err}");
     assert!(err.contains("not on loopback"), "{err}");
     // Required by the config, on loopback.
     std::fs::write(cfg, "[auth]\nrequired = true\n[[cameras]]\nname = \"a\"\n").expect("config");
-    let (ok, _, err) = vigil(&["serve", "--config", cfg, "--listen", "127.0.0.1:0", "--data-dir", data], "");
+    let (ok, _, err) =
+        vigil(&["serve", "--config", cfg, "--listen", "127.0.0.1:0", "--data-dir", data, "--webrtc-udp-ports", ""], "");
     assert!(!ok, "started with [auth] required and nobody to log in");
     assert!(err.contains("[auth] required = true") && err.contains("no users or API tokens"), "{err}");
     // A malformed hash is named.
     std::fs::write(dir.path().join("users.toml"), "[[users]]\nname = \"x\"\npassword_hash = \"hunter2\"\n")
         .expect("users");
-    let (ok, _, err) = vigil(&["serve", "--config", cfg, "--listen", "127.0.0.1:0", "--data-dir", data], "");
+    let (ok, _, err) =
+        vigil(&["serve", "--config", cfg, "--listen", "127.0.0.1:0", "--data-dir", data, "--webrtc-udp-ports", ""], "");
     assert!(!ok);
     assert!(err.contains("user \"x\"") && err.contains("password_hash"), "{err}");
 }

@@ -60,8 +60,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// STUN/TURN servers handed to WebRTC peers (`Link` headers) and used by the server.
     pub ice_servers: Vec<IceServer>,
-    /// UDP ports for WebRTC: `"40000-40100"` (one port per peer connection from the range)
-    /// or empty for ephemeral ports.
+    /// UDP ports for WebRTC: `"8189"` (the default: every peer connection on this one port),
+    /// `"40000-40100"` (one port per peer connection from the range) or empty for ephemeral
+    /// ports.
     pub webrtc_udp_ports: String,
     /// Public addresses to advertise as ICE candidates when behind a NAT with forwarded
     /// ports (1:1 NAT).
@@ -92,7 +93,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             ice_servers: Vec::new(),
-            webrtc_udp_ports: String::new(),
+            webrtc_udp_ports: "8189".into(),
             public_ips: Vec::new(),
             max_viewers_per_camera: 250,
             max_viewers: 500,
@@ -566,7 +567,8 @@ impl Config {
 }
 
 impl ServerConfig {
-    /// `webrtc_udp_ports` parsed: `None` for ephemeral ports, else an inclusive range.
+    /// `webrtc_udp_ports` parsed: `None` for ephemeral ports, else an inclusive range (one
+    /// port: shared by every peer connection).
     pub fn udp_port_range(&self) -> Result<Option<(u16, u16)>, String> {
         let s = self.webrtc_udp_ports.trim();
         if s.is_empty() {

@@ -12,6 +12,7 @@ use super::depacketize::{AccessUnit, Depacketizer};
 use super::recorder::{Command, Recorder, SendError};
 use crate::capture::feed::{AudioPacket, CameraFeed};
 use crate::webrtc::ice::IceState;
+use crate::webrtc::net::Binding;
 use crate::webrtc::peer::{NegotiateError, NetConfig, build_peer_connection};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
@@ -126,8 +127,9 @@ pub struct Sink {
 }
 
 impl PublisherSession {
-    /// Negotiates a receive-only peer connection for `offer` bound to `udp_addr`.
-    pub async fn negotiate(offer: &str, udp_addr: String, net: &NetConfig) -> Result<Self, NegotiateError> {
+    /// Negotiates a receive-only peer connection for `offer` reaching the network through
+    /// `binding`.
+    pub async fn negotiate(offer: &str, binding: Binding, net: &NetConfig) -> Result<Self, NegotiateError> {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
         let mut me = media_engine()?;
         let registry =
@@ -136,7 +138,7 @@ impl PublisherSession {
         let (gathered_tx, mut gathered) = watch::channel(0u32);
         let (tracks_tx, tracks) = mpsc::unbounded_channel();
         let handler = Arc::new(Handler { state: state_tx, gathered: gathered_tx, tracks: tracks_tx });
-        let pc = build_peer_connection(me, registry, handler, udp_addr, net).await.map_err(stack)?;
+        let pc = build_peer_connection(me, registry, handler, &binding, net).await.map_err(stack)?;
         let answer = async {
             let desc =
                 RTCSessionDescription::offer(offer.to_owned()).map_err(|e| NegotiateError::BadOffer(e.to_string()))?;
@@ -146,6 +148,7 @@ impl PublisherSession {
             let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g > 0)).await;
             let sdp =
                 pc.local_description().await.ok_or_else(|| NegotiateError::Stack("no local description".into()))?.sdp;
+            let sdp = binding.announce(&sdp);
             if !answer_receives_h264(&sdp) {
                 return Err(NegotiateError::NoCodec("the offer's video has no H.264 this server takes".into()));
             }
@@ -163,7 +166,7 @@ impl PublisherSession {
         Ok(Self {
             pc,
             answer,
-            ice: IceState::new(offer, gathered),
+            ice: IceState::new(offer, gathered, binding),
             stop: tokio::sync::Notify::new(),
             state,
             tracks: tokio::sync::Mutex::new(tracks),

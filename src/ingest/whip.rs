@@ -210,8 +210,8 @@ impl Ingest {
         metrics::gauge!("vigil_whip_sessions").increment(1.0);
         // From here on the claim releases the camera whatever happens.
         let mut claim = Claim { cam: cam.clone(), reason: "negotiation failed" };
-        let addr = self.ports.next_addr()?;
-        let session = PublisherSession::negotiate(&offer.sdp, addr, &self.net).await.map_err(|e| match e {
+        let binding = self.ports.next()?;
+        let session = PublisherSession::negotiate(&offer.sdp, binding, &self.net).await.map_err(|e| match e {
             NegotiateError::BadOffer(m) => SignalError::BadRequest(format!("offer rejected: {}", one_line(&m))),
             NegotiateError::NoCodec(m) => SignalError::NotAcceptable(format!("no usable H.264 in offer ({m})")),
             NegotiateError::Stack(m) => SignalError::Internal(m),

@@ -13,6 +13,7 @@
 use super::backlog::{Backlog, MAX_QUEUE_DELAY, Progress};
 use super::hub::{Frame, Hub};
 use crate::capture::feed::CameraFeed;
+use crate::webrtc::net::Binding;
 use crate::webrtc::peer::{NegotiateError, NetConfig, build_peer_connection};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
@@ -152,13 +153,13 @@ struct AudioOut {
 }
 
 impl ViewerSession {
-    /// Negotiates a peer connection for `offer` bound to `udp_addr`.
+    /// Negotiates a peer connection for `offer` reaching the network through `binding`.
     /// With `audio`, an Opus track is added when the offer has an audio section.
     pub async fn negotiate(
         offer: &str,
         profile_idc: u8,
         audio: bool,
-        udp_addr: String,
+        binding: Binding,
         net: &NetConfig,
     ) -> Result<Self, NegotiateError> {
         let stack = |e: webrtc::error::Error| NegotiateError::Stack(e.to_string());
@@ -174,9 +175,9 @@ impl ViewerSession {
         let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_tx, mut gathered_rx) = watch::channel(0u32);
         let handler = Arc::new(Handler { state: state_tx, gathered: gathered_tx });
-        let pc = build_peer_connection(me, registry, handler, udp_addr, net).await.map_err(stack)?;
+        let pc = build_peer_connection(me, registry, handler, &binding, net).await.map_err(stack)?;
         let media = Media { profile_idc, ssrc, progress, audio };
-        let result = Self::answer(pc.clone(), offer, media, &mut gathered_rx, state_rx).await;
+        let result = Self::answer(pc.clone(), offer, media, binding, &mut gathered_rx, state_rx).await;
         if result.is_err() {
             let _ = pc.close().await;
         }
@@ -187,6 +188,7 @@ impl ViewerSession {
         pc: Arc<dyn PeerConnection>,
         offer: &str,
         media: Media,
+        binding: Binding,
         gathered: &mut watch::Receiver<u32>,
         state: watch::Receiver<RTCPeerConnectionState>,
     ) -> Result<Self, NegotiateError> {
@@ -237,7 +239,8 @@ impl ViewerSession {
         let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|g| *g > 0)).await;
         let answer =
             pc.local_description().await.ok_or_else(|| NegotiateError::Stack("no local description".into()))?.sdp;
-        let ice = crate::webrtc::ice::IceState::new(offer, gathered.clone());
+        let answer = binding.announce(&answer);
+        let ice = crate::webrtc::ice::IceState::new(offer, gathered.clone(), binding);
         Ok(Self { pc, answer, ice, track, ssrc, payload_type, audio, state, progress })
     }
 

@@ -24,10 +24,9 @@ const LIVE_MAX_AGE_MS: i64 = 5_000;
 /// Limits and network settings for viewers.
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
-    /// Address the per-viewer UDP sockets bind to (`0.0.0.0` = every non-loopback interface).
-    pub udp_ip: IpAddr,
-    /// Inclusive port range, or ephemeral ports.
-    pub udp_ports: Option<(u16, u16)>,
+    /// How peer connections reach the network (shared port, range or ephemeral); WHIP
+    /// publishers use the same.
+    pub ports: Arc<UdpPorts>,
     /// ICE servers and public IPs.
     pub net: NetConfig,
     /// Viewers per camera.
@@ -97,7 +96,7 @@ fn sessions_gauge(map: &HashMap<String, SessionEntry>) {
 impl Live {
     /// Live viewing over these hubs.
     pub fn new(hubs: Vec<Arc<Hub>>, feeds: Vec<(String, Arc<CameraFeed>)>, cfg: LiveConfig) -> Arc<Self> {
-        let ports = Arc::new(UdpPorts::new(cfg.udp_ip, cfg.udp_ports));
+        let ports = cfg.ports.clone();
         // Present in /metrics (at 0) before the first viewer.
         metrics::gauge!("vigil_whep_sessions").set(0.0);
         metrics::gauge!("vigil_whep_session_tasks").set(0.0);
@@ -196,9 +195,9 @@ impl Live {
         }
         let client = offer.peer.map(|p| p.ip().to_canonical());
         let _slot = self.reserve(&offer.resource, client)?;
-        let addr = self.ports.next_addr()?;
+        let binding = self.ports.next()?;
         let viewer =
-            ViewerSession::negotiate(&offer.sdp, hub.profile_idc(), feed.fed_by_publisher(), addr, &self.cfg.net)
+            ViewerSession::negotiate(&offer.sdp, hub.profile_idc(), feed.fed_by_publisher(), binding, &self.cfg.net)
                 .await
                 .map_err(|e| match e {
                     NegotiateError::BadOffer(m) => SignalError::BadRequest(format!("offer rejected: {}", one_line(&m))),

@@ -18,6 +18,7 @@ use crate::config::{Config, TlsMode};
 use crate::http::{AppState, app};
 use crate::ingest::whip::Ingest;
 use crate::live::whep::{Live, LiveConfig};
+use crate::webrtc::net::UdpPorts;
 use crate::webrtc::peer::NetConfig;
 use anyhow::Context;
 use runtime::{Runtime, RuntimeParts};
@@ -109,12 +110,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .collect(),
         public_ips: cfg.server.public_ips.clone(),
     };
+    let udp_ports = cfg.server.udp_port_range().map_err(anyhow::Error::msg)?;
+    let ports = Arc::new(
+        UdpPorts::new(udp_ip, udp_ports)
+            .with_context(|| format!("binding webrtc_udp_ports {:?} on {udp_ip}", cfg.server.webrtc_udp_ports))?,
+    );
+    if let Some(mux) = ports.shared() {
+        tracing::info!(addr = %mux.local_addr(), "every WebRTC session on one UDP port");
+    }
     let live = Live::new(
         Vec::new(),
         Vec::new(),
         LiveConfig {
-            udp_ip,
-            udp_ports: cfg.server.udp_port_range().map_err(anyhow::Error::msg)?,
+            ports,
             net: net.clone(),
             max_per_camera: cfg.server.max_viewers_per_camera,
             max_total: cfg.server.max_viewers,

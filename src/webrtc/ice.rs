@@ -6,6 +6,7 @@
 //!
 //! Owns: the remote ICE credentials in force and the SDP rewriting. Must not touch: media.
 
+use super::net::Binding;
 use super::peer::NegotiateError;
 use signaling::IceFragment;
 use std::sync::Arc;
@@ -24,15 +25,18 @@ pub struct IceState {
     remote_ufrag: std::sync::Mutex<Option<String>>,
     /// Completed ICE gatherings (one per answer), so a restart can wait for its own.
     gathered: watch::Receiver<u32>,
+    /// How this side is reached (a restart's candidates are announced through it).
+    binding: Binding,
 }
 
 impl IceState {
     /// The state after answering `offer`; `gathered` counts completed gatherings.
-    pub fn new(offer: &str, gathered: watch::Receiver<u32>) -> Self {
+    pub fn new(offer: &str, gathered: watch::Receiver<u32>, binding: Binding) -> Self {
         Self {
             offer: tokio::sync::Mutex::new(offer.to_owned()),
             remote_ufrag: std::sync::Mutex::new(sdp_attr(offer, "ice-ufrag").map(str::to_owned)),
             gathered,
+            binding,
         }
     }
 
@@ -88,7 +92,7 @@ impl IceState {
                 tracing::debug!(error = %e, "adding candidate from an ICE restart");
             }
         }
-        Ok(ice_sdpfrag(&local.sdp))
+        Ok(ice_sdpfrag(&self.binding.announce(&local.sdp)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! WebRTC plumbing shared by live viewing (WHEP, `live/`) and ingest (WHIP, `ingest/`): peer
 //! connections with vigil's network settings ([`peer`]), UDP port hand-out and session ids
-//! ([`net`]), ICE restart ([`ice`]), and the interceptor that hands inbound RTCP to the
-//! application ([`rtcp_tap`]).
+//! ([`net`]), one UDP port shared by every connection ([`mux`], [`runtime`]), ICE restart
+//! ([`ice`]), and the interceptor that hands inbound RTCP to the application ([`rtcp_tap`]).
 //!
 //! Owns: how a peer connection is built and reached. Must not touch: media (what a viewer
 //! is sent, what a publisher's stream becomes) and cameras; `live/` and `ingest/` use this
@@ -10,6 +10,8 @@
 //! Within this room, `webrtc::...` paths name the webrtc-rs crate, not this module.
 
 pub mod ice;
+pub mod mux;
 pub mod net;
 pub mod peer;
 pub mod rtcp_tap;
+pub mod runtime;

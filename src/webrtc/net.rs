@@ -1,30 +1,58 @@
-//! Small pieces shared by the WHEP and WHIP backends: UDP port hand-out for new peer
-//! connections, session ids, one-line error text.
+//! Small pieces shared by the WHEP and WHIP backends: how a new peer connection reaches the
+//! network ([`UdpPorts`] hands out a [`Binding`]), session ids, one-line error text.
 
+use super::ice::sdp_attr;
+use super::mux::{Route, UdpMux};
 use signaling::SignalError;
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Hands each new peer connection a UDP bind address: an ephemeral port, or the next free
-/// port of `[server] webrtc_udp_ports` (round robin).
+/// Hands each new peer connection its way to the network, as `[server] webrtc_udp_ports`
+/// says: one shared port for every connection (`"8189"`, the default), the next free port
+/// of a range (`"40000-40100"`, round robin), or an ephemeral port (`""`).
 #[derive(Debug)]
 pub struct UdpPorts {
     ip: IpAddr,
-    range: Option<(u16, u16)>,
+    mode: Mode,
     next: AtomicU32,
 }
 
+#[derive(Debug)]
+enum Mode {
+    Ephemeral,
+    Range(u16, u16),
+    Shared(Arc<UdpMux>),
+}
+
 impl UdpPorts {
-    /// Ports on `ip`, from `range` (inclusive) or ephemeral.
-    pub fn new(ip: IpAddr, range: Option<(u16, u16)>) -> Self {
-        Self { ip, range, next: AtomicU32::new(range.map_or(0, |(a, _)| u32::from(a))) }
+    /// Ports on `ip`: `range` (inclusive; one port = shared by every connection, bound now,
+    /// which needs a tokio runtime) or ephemeral.
+    pub fn new(ip: IpAddr, range: Option<(u16, u16)>) -> std::io::Result<Self> {
+        let mode = match range {
+            None => Mode::Ephemeral,
+            Some((a, b)) if a == b => Mode::Shared(UdpMux::bind(SocketAddr::new(ip, a))?),
+            Some((a, b)) => Mode::Range(a, b),
+        };
+        let next = AtomicU32::new(range.map_or(0, |(a, _)| u32::from(a)));
+        Ok(Self { ip, mode, next })
     }
 
-    /// A bind address (`ip:port`) for a new peer connection.
-    pub fn next_addr(&self) -> Result<String, SignalError> {
+    /// The shared socket, when every connection uses one port.
+    pub fn shared(&self) -> Option<&Arc<UdpMux>> {
+        match &self.mode {
+            Mode::Shared(mux) => Some(mux),
+            _ => None,
+        }
+    }
+
+    /// The way to the network for a new peer connection.
+    pub fn next(&self) -> Result<Binding, SignalError> {
         let ip = self.ip;
-        let Some((a, b)) = self.range else {
-            return Ok(format!("{}:0", fmt_ip(ip)));
+        let (a, b) = match &self.mode {
+            Mode::Ephemeral => return Ok(Binding { addr: format!("{}:0", fmt_ip(ip)), route: None }),
+            Mode::Shared(mux) => return Ok(Binding { addr: format!("{}:0", fmt_ip(ip)), route: Some(mux.route()) }),
+            Mode::Range(a, b) => (*a, *b),
         };
         let span = u32::from(b) - u32::from(a) + 1;
         for _ in 0..span {
@@ -32,11 +60,65 @@ impl UdpPorts {
             let port = (u32::from(a) + (n.wrapping_sub(u32::from(a)) % span)) as u16;
             // Free right now? (The peer connection binds it a moment later.)
             if UdpSocket::bind((ip, port)).is_ok() {
-                return Ok(format!("{}:{port}", fmt_ip(ip)));
+                return Ok(Binding { addr: format!("{}:{port}", fmt_ip(ip)), route: None });
             }
         }
         Err(SignalError::Unavailable(format!("no free UDP port in webrtc_udp_ports {a}-{b}")))
     }
+}
+
+/// How one peer connection reaches the network: the address its own socket binds, and on
+/// the shared port the [`Route`] its datagrams take.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// What the connection binds (`ip:port`).
+    pub addr: String,
+    /// Through the shared port, when there is one.
+    pub route: Option<Arc<Route>>,
+}
+
+impl Binding {
+    /// This side's description (`sdp`, an answer or an sdpfrag) as the peer must see it: on
+    /// the shared port, candidates name the shared port instead of the connection's own, and
+    /// binding requests for its ufrag are routed to this connection from now on.
+    pub fn announce(&self, sdp: &str) -> String {
+        let Some(route) = &self.route else { return sdp.to_owned() };
+        if let Some(ufrag) = sdp_attr(sdp, "ice-ufrag") {
+            route.claim_ufrag(ufrag);
+        }
+        let shared = route.shared_addr().port();
+        let mut out = String::with_capacity(sdp.len());
+        for line in sdp.lines().map(str::trim_end) {
+            match line.strip_prefix("a=candidate:") {
+                Some(c) => {
+                    out.push_str("a=candidate:");
+                    out.push_str(&rewrite_candidate(c, shared, |p| route.is_local_port(p)));
+                }
+                None => out.push_str(line),
+            }
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
+/// A candidate attribute value (after `a=candidate:`) with its UDP port, and `rport`, moved
+/// to `shared` where `own` says the port is the connection's own socket.
+fn rewrite_candidate(c: &str, shared: u16, own: impl Fn(u16) -> bool) -> String {
+    let mut fields: Vec<String> = c.split(' ').map(str::to_owned).collect();
+    if fields.get(2).is_some_and(|t| t.eq_ignore_ascii_case("udp")) {
+        let shared = shared.to_string();
+        let is_own = |f: &String| f.parse::<u16>().is_ok_and(&own);
+        if fields.get(5).is_some_and(is_own) {
+            fields[5] = shared.clone();
+        }
+        if let Some(i) = fields.iter().position(|f| f == "rport")
+            && fields.get(i + 1).is_some_and(is_own)
+        {
+            fields[i + 1] = shared;
+        }
+    }
+    fields.join(" ")
 }
 
 fn fmt_ip(ip: IpAddr) -> String {
@@ -55,4 +137,31 @@ pub fn one_line(s: &str) -> String {
 pub fn random_id() -> String {
     let v: u128 = rand::random();
     format!("{v:032x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_candidate;
+
+    #[test]
+    fn candidates_move_to_the_shared_port_only_where_they_name_the_own_socket() {
+        let own = |p| p == 40123;
+        assert_eq!(
+            rewrite_candidate("1 1 udp 2130706431 192.0.2.7 40123 typ host", 8189, own),
+            "1 1 udp 2130706431 192.0.2.7 8189 typ host"
+        );
+        assert_eq!(
+            rewrite_candidate("2 1 udp 1694498815 203.0.113.9 40123 typ srflx raddr 192.0.2.7 rport 40123", 8189, own),
+            "2 1 udp 1694498815 203.0.113.9 8189 typ srflx raddr 192.0.2.7 rport 8189"
+        );
+        // A relay candidate's port is the TURN server's; a TCP candidate is not on the UDP port.
+        assert_eq!(
+            rewrite_candidate("3 1 udp 16777215 198.51.100.1 50000 typ relay raddr 0.0.0.0 rport 0", 8189, own),
+            "3 1 udp 16777215 198.51.100.1 50000 typ relay raddr 0.0.0.0 rport 0"
+        );
+        assert_eq!(
+            rewrite_candidate("4 1 tcp 1518280447 192.0.2.7 40123 typ host tcptype passive", 8189, own),
+            "4 1 tcp 1518280447 192.0.2.7 40123 typ host tcptype passive"
+        );
+    }
 }

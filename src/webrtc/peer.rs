@@ -2,6 +2,8 @@
 //! WHIP publishers (`ingest::publisher`) alike: the ICE and transport settings, the UDP
 //! address a connection binds, and what a failed negotiation says.
 
+use super::net::Binding;
+use super::runtime::MuxRuntime;
 use std::sync::Arc;
 use std::time::Duration;
 use webrtc::peer_connection::{
@@ -33,26 +35,28 @@ pub struct NetConfig {
 }
 
 /// A peer connection with vigil's network settings: mDNS off, fast ICE checks, 1:1 NAT
-/// addresses or ICE servers, bound to `udp_addr`. Shared by WHEP viewers and WHIP publishers.
+/// addresses and ICE servers, reaching the network through `binding` (on the shared port,
+/// its UDP goes through the binding's route). Shared by WHEP viewers and WHIP publishers.
 pub async fn build_peer_connection(
     me: MediaEngine,
     registry: Registry,
     handler: Arc<dyn PeerConnectionEventHandler>,
-    udp_addr: String,
+    binding: &Binding,
     net: &NetConfig,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let ice_servers = if net.public_ips.is_empty() { net.ice_servers.clone() } else { Vec::new() };
     let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
-    let pc = PeerConnectionBuilder::new()
+    let mut builder = PeerConnectionBuilder::new()
         .with_configuration(config)
         .with_media_engine(me)
         .with_setting_engine(setting_engine(net))
         .with_interceptor_registry(registry)
         .with_handler(handler)
-        .with_udp_addrs(vec![udp_addr])
-        .build()
-        .await?;
-    Ok(Arc::new(pc))
+        .with_udp_addrs(vec![binding.addr.clone()]);
+    if let Some(route) = &binding.route {
+        builder = builder.with_runtime(MuxRuntime::new(route.clone()));
+    }
+    Ok(Arc::new(builder.build().await?))
 }
 
 /// The ICE and transport settings of every peer connection (viewers and publishers).

@@ -96,7 +96,8 @@ before(async () => {
   assert.equal(add.status, 0, `vigil user add failed: ${add.stderr}`);
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  proc = spawn(BIN, ['serve', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data')], {
+  proc = spawn(BIN, ['serve', '--config', config, '--listen', `127.0.0.1:${port}`, '--webrtc-udp-ports', String(port),
+    '--data-dir', path.join(dir, 'data')], {
     env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });
   const keep = (chunk) => {

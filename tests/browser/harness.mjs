@@ -77,7 +77,11 @@ export class VigilServer {
   start() {
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
     delete env.VIGIL_CONFIG;
-    this.proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.args], {
+    // WebRTC on one UDP port (the default), numbered like the HTTP port so that servers
+    // running side by side do not share it.
+    const argv = ['serve', '--listen', `127.0.0.1:${this.port}`, '--webrtc-udp-ports', String(this.port),
+      '--data-dir', this.dataDir, ...this.args];
+    this.proc = spawn(BIN, argv, {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // own process group, so leftovers (capture children) can be cleaned up

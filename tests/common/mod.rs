@@ -208,6 +208,16 @@ impl Server {
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
         }
+        // WebRTC on one UDP port (the default), numbered like the HTTP port so that servers
+        // running side by side do not share it; a config that names its ports keeps them.
+        let names_ports = self
+            .config
+            .as_ref()
+            .and_then(|c| std::fs::read_to_string(c).ok())
+            .is_some_and(|c| c.contains("webrtc_udp_ports"));
+        if !names_ports {
+            cmd.arg("--webrtc-udp-ports").arg(self.port.to_string());
+        }
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")

@@ -457,6 +457,8 @@ impl Restarted {
             .arg(&config)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--webrtc-udp-ports")
+            .arg(port.to_string())
             .arg("--data-dir")
             .arg(data_dir)
             .current_dir(dir)

@@ -1,0 +1,164 @@
+//! The webrtc-rs runtime of a peer connection on the shared UDP port ([`super::mux`]): tokio
+//! for everything, except that the UDP sockets the connection binds are stood in for by
+//! its [`Route`] through the shared socket. webrtc-rs binds a socket of its own (an
+//! ephemeral port) and hands it to [`Runtime::wrap_udp_socket`]; the socket is kept, unused,
+//! so its port stays unique, and the connection's candidates naming it are rewritten to the
+//! shared port ([`super::peer::Binding::announce`]).
+//!
+//! Owns: the socket stand-in. Must not touch: the tables ([`super::mux`] owns them).
+
+use super::mux::{Datagram, Route};
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use webrtc::runtime::{
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime, TokioRuntime,
+    Transmit,
+};
+
+static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
+
+/// Tokio, with UDP through `route`.
+#[derive(Debug)]
+pub struct MuxRuntime {
+    route: Arc<Route>,
+}
+
+impl MuxRuntime {
+    /// The runtime of the connection that `route` serves.
+    pub fn new(route: Arc<Route>) -> Arc<Self> {
+        Arc::new(Self { route })
+    }
+}
+
+impl Runtime for MuxRuntime {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        TokioRuntime.spawn(future)
+    }
+
+    fn spawn_reactor(&self, size: usize, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        TokioRuntime.spawn_reactor(size, future)
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let local = socket.local_addr()?;
+        let key = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+        let inbox = self.route.attach(key, local.port());
+        Ok(Arc::new(SharedSocket { route: self.route.clone(), key, local, inbox: Mutex::new(inbox), _own: socket }))
+    }
+
+    fn wrap_tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<Arc<dyn AsyncTcpListener>> {
+        TokioRuntime.wrap_tcp_listener(listener)
+    }
+
+    fn connect_tcp<'a>(
+        &'a self,
+        remote: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        TokioRuntime.connect_tcp(remote)
+    }
+
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        TokioRuntime.resolve_host(host)
+    }
+
+    fn now(&self) -> Instant {
+        TokioRuntime.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        TokioRuntime.sleep(duration)
+    }
+
+    fn interval(&self, period: Duration) -> Box<dyn AsyncInterval> {
+        TokioRuntime.interval(period)
+    }
+
+    fn block_on(&self, future: Pin<Box<dyn Future<Output = ()> + '_>>) {
+        TokioRuntime.block_on(future)
+    }
+
+    fn yield_now(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        TokioRuntime.yield_now()
+    }
+
+    fn name(&self) -> &'static str {
+        "tokio (shared UDP port)"
+    }
+}
+
+/// What the connection sees as its UDP socket: datagrams routed to it, sends from the shared
+/// socket.
+#[derive(Debug)]
+struct SharedSocket {
+    route: Arc<Route>,
+    key: u64,
+    /// The address of the connection's own socket (what its candidates were made from).
+    local: SocketAddr,
+    inbox: Mutex<mpsc::Receiver<Datagram>>,
+    /// Kept so that its port (in this connection's candidates, before rewriting) is not
+    /// handed to another connection.
+    _own: std::net::UdpSocket,
+}
+
+impl AsyncUdpSocket for SharedSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        // GSO is not offered (max_gso_segments = 1), so `contents` is one datagram.
+        self.route.poll_send(cx, transmit.contents, transmit.destination)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        let max = bufs.len().min(meta.len());
+        while n < max {
+            let got = if n == 0 {
+                match inbox.poll_recv(cx) {
+                    Poll::Ready(got) => got,
+                    Poll::Pending => return Poll::Pending,
+                }
+            } else {
+                match inbox.try_recv() {
+                    Ok(got) => Some(got),
+                    Err(_) => break,
+                }
+            };
+            let Some((data, from)) = got else {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "shared UDP port closed")));
+            };
+            let len = data.len().min(bufs[n].len());
+            bufs[n][..len].copy_from_slice(&data[..len]);
+            let mut m = RecvMeta::default();
+            m.addr = from;
+            m.len = len;
+            m.stride = len.max(1);
+            meta[n] = m;
+            n += 1;
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl Drop for SharedSocket {
+    fn drop(&mut self) {
+        self.route.detach(self.key);
+    }
+}
