@@ -34,6 +34,10 @@ enum Command {
         /// (every session on one port), `40000-40100`, or `""` for ephemeral ports.
         #[arg(long)]
         webrtc_udp_ports: Option<String>,
+        /// TCP port for ICE-TCP with a shared UDP port (overrides `[server] webrtc_tcp_port`;
+        /// 0 = off).
+        #[arg(long)]
+        webrtc_tcp_port: Option<u16>,
     },
     /// Users who log in with a password (`[auth]`, docs/auth.md).
     User {
@@ -270,7 +274,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Serve { config, listen, data_dir, webrtc_udp_ports } => {
+        Command::Serve { config, listen, data_dir, webrtc_udp_ports, webrtc_tcp_port } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(l) = listen {
                 cfg.server.listen = l;
@@ -281,6 +285,9 @@ fn main() -> anyhow::Result<()> {
             if let Some(p) = webrtc_udp_ports {
                 cfg.server.webrtc_udp_ports = p;
                 cfg.server.udp_port_range().map_err(anyhow::Error::msg)?;
+            }
+            if let Some(p) = webrtc_tcp_port {
+                cfg.server.webrtc_tcp_port = p;
             }
             let config_path = config.map(|p| p.canonicalize().unwrap_or(p));
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -1,6 +1,7 @@
 //! Every WebRTC session on one UDP port (`[server] webrtc_udp_ports = "PORT"`, the default
 //! 8189): twenty `webrtcbin` viewers and a WHIP publisher at once, each answer naming only
-//! that port, each viewer decoding frames; a port range still gives each session its own.
+//! that port, each viewer decoding frames; a viewer without UDP decodes over ICE-TCP on one
+//! TCP port; a port range still gives each session its own.
 
 mod common;
 
@@ -72,6 +73,50 @@ fn twenty_viewers_and_a_publisher_share_one_udp_port() {
         assert_eq!(v.delete().expect("DELETE"), 200, "DELETE {}", v.location());
     }
     assert_eq!(publishing.delete().expect("DELETE publisher"), 200);
+}
+
+/// The ports of an SDP's passive TCP candidates.
+fn passive_tcp_ports(sdp: &str) -> BTreeSet<u16> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
+        .map(|c| c.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.get(2).is_some_and(|t| t.eq_ignore_ascii_case("tcp")) && f.contains(&"passive"))
+        .map(|f| f[5].parse::<u16>().unwrap_or_else(|_| panic!("candidate port {:?} in:\n{sdp}", f[5])))
+        .collect()
+}
+
+#[test]
+fn viewers_without_udp_decode_over_ice_tcp_on_one_tcp_port() {
+    let _serial = serial();
+    let server = Server::start(
+        "[server]\nmin_free_bytes = 0\n\n[[cameras]]\nname = \"test\"\nwidth = 320\nheight = 240\nfps = 15\n",
+    );
+    server.wait_running("test");
+    let tcp = server.tcp_port();
+    let viewers: Vec<WhepClient> = (0..3)
+        .map(|i| {
+            let v =
+                WhepClient::connect_tcp_only(&server.base(), "test").unwrap_or_else(|e| panic!("viewer {i}: {e:#}"));
+            assert!(
+                !v.offer().lines().any(|l| l.starts_with("a=candidate:") && l.to_ascii_lowercase().contains(" udp ")),
+                "the viewer offers no UDP candidate:\n{}",
+                v.offer()
+            );
+            v
+        })
+        .collect();
+    for (i, v) in viewers.iter().enumerate() {
+        assert_eq!(
+            passive_tcp_ports(v.answer()),
+            BTreeSet::from([tcp]),
+            "viewer {i}: the answer's passive TCP candidate is the shared ICE-TCP port:\n{}",
+            v.answer()
+        );
+    }
+    for (i, v) in viewers.iter().enumerate() {
+        let stats = v.wait_frames(20, Duration::from_secs(30)).unwrap_or_else(|e| panic!("viewer {i} over TCP: {e:#}"));
+        assert_eq!((stats.width, stats.height), (320, 240));
+    }
 }
 
 #[test]

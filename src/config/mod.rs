@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// `"40000-40100"` (one port per peer connection from the range) or empty for ephemeral
     /// ports.
     pub webrtc_udp_ports: String,
+    /// TCP port for ICE-TCP (RFC 6544), the fallback for networks that block UDP, when every
+    /// peer connection shares one UDP port; 0 turns ICE-TCP off.
+    pub webrtc_tcp_port: u16,
     /// Public addresses to advertise as ICE candidates when behind a NAT with forwarded
     /// ports (1:1 NAT).
     pub public_ips: Vec<String>,
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             ice_servers: Vec::new(),
             webrtc_udp_ports: "8189".into(),
+            webrtc_tcp_port: 8189,
             public_ips: Vec::new(),
             max_viewers_per_camera: 250,
             max_viewers: 500,

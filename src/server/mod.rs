@@ -111,12 +111,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         public_ips: cfg.server.public_ips.clone(),
     };
     let udp_ports = cfg.server.udp_port_range().map_err(anyhow::Error::msg)?;
-    let ports = Arc::new(
-        UdpPorts::new(udp_ip, udp_ports)
-            .with_context(|| format!("binding webrtc_udp_ports {:?} on {udp_ip}", cfg.server.webrtc_udp_ports))?,
-    );
+    let ports = Arc::new(UdpPorts::new(udp_ip, udp_ports, cfg.server.webrtc_tcp_port).with_context(|| {
+        format!(
+            "binding webrtc_udp_ports {:?} (webrtc_tcp_port {}) on {udp_ip}",
+            cfg.server.webrtc_udp_ports, cfg.server.webrtc_tcp_port
+        )
+    })?);
     if let Some(mux) = ports.shared() {
-        tracing::info!(addr = %mux.local_addr(), "every WebRTC session on one UDP port");
+        tracing::info!(udp = %mux.local_addr(), ice_tcp = ?mux.tcp_addr(), "every WebRTC session on one port");
     }
     let live = Live::new(
         Vec::new(),

@@ -1,6 +1,7 @@
 //! WebRTC plumbing shared by live viewing (WHEP, `live/`) and ingest (WHIP, `ingest/`): peer
 //! connections with vigil's network settings ([`peer`]), UDP port hand-out and session ids
-//! ([`net`]), one UDP port shared by every connection ([`mux`], [`runtime`]), ICE restart
+//! ([`net`]), one UDP port (and one ICE-TCP port) shared by every connection
+//! ([`mux`], [`tcp`], [`runtime`]), ICE restart
 //! ([`ice`]), and the interceptor that hands inbound RTCP to the application ([`rtcp_tap`]).
 //!
 //! Owns: how a peer connection is built and reached. Must not touch: media (what a viewer
@@ -15,3 +16,4 @@ pub mod net;
 pub mod peer;
 pub mod rtcp_tap;
 pub mod runtime;
+pub mod tcp;

@@ -1,5 +1,6 @@
 //! One UDP port for every peer connection (`[server] webrtc_udp_ports = "8189"`): a shared
-//! socket whose datagrams are handed to the peer connection they belong to.
+//! socket whose datagrams are handed to the peer connection they belong to; and one TCP port
+//! (`webrtc_tcp_port`) whose connections are handed over the same way ([`super::tcp`]).
 //!
 //! A datagram from a remote address not yet known must be a STUN binding request; its
 //! USERNAME (`<local ufrag>:<remote ufrag>`, RFC 8445 §7.2.2) names the peer connection by
@@ -9,8 +10,8 @@
 //! this side's own STUN requests (to a STUN server shared by every connection) come back
 //! by transaction id. What matches nothing is dropped and counted.
 //!
-//! Owns: the shared socket, the demultiplexing tables and each connection's inbox. Must not
-//! touch: ICE itself (webrtc-rs runs it per connection, over [`super::runtime`]'s sockets).
+//! Owns: the shared sockets, the demultiplexing tables and each connection's inboxes. Must
+//! not touch: ICE itself (webrtc-rs runs it per connection, over [`super::runtime`]'s sockets).
 
 use bytes::Bytes;
 use rtc::stun::attributes::ATTR_USERNAME;
@@ -33,11 +34,17 @@ const TRANSACTION_TTL: Duration = Duration::from_secs(30);
 /// One datagram for a connection: bytes and who sent them.
 pub type Datagram = (Bytes, SocketAddr);
 
+/// One ICE-TCP connection for a connection: the stream, who opened it, and what was read
+/// from it to find the connection (to be read again).
+pub type Accepted = (tokio::net::TcpStream, SocketAddr, Vec<u8>);
+
 /// The shared socket and the tables that demultiplex it.
 #[derive(Debug)]
 pub struct UdpMux {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
+    /// The shared ICE-TCP listener's address, when there is one.
+    tcp: Option<SocketAddr>,
     table: Mutex<Table>,
     next_route: AtomicU64,
     /// Datagrams that matched no connection.
@@ -62,27 +69,46 @@ impl Table {
 }
 
 impl UdpMux {
-    /// Binds `addr` (a fixed port) and starts reading it. Needs a tokio runtime.
-    pub fn bind(addr: SocketAddr) -> io::Result<Arc<Self>> {
+    /// Binds `addr` (a fixed port) and starts reading it, and listens for ICE-TCP on `tcp`
+    /// when given. Needs a tokio runtime.
+    pub fn bind(addr: SocketAddr, tcp: Option<SocketAddr>) -> io::Result<Arc<Self>> {
         let std = std::net::UdpSocket::bind(addr)?;
         std.set_nonblocking(true)?;
         let socket = Arc::new(UdpSocket::from_std(std)?);
         let local = socket.local_addr()?;
+        let listener = match tcp {
+            Some(tcp) => Some(super::tcp::listen(tcp)?),
+            None => None,
+        };
         let mux = Arc::new(Self {
             socket: socket.clone(),
             local,
+            tcp: listener.as_ref().map(|l| l.local_addr()).transpose()?,
             table: Mutex::default(),
             next_route: AtomicU64::new(1),
             unrouted: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
         });
         tokio::spawn(read_loop(socket, Arc::downgrade(&mux)));
+        if let Some(listener) = listener {
+            tokio::spawn(super::tcp::accept_loop(listener, Arc::downgrade(&mux)));
+        }
         Ok(mux)
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The ICE-TCP listener's address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The connection whose answer carried `ufrag`.
+    pub(super) fn by_ufrag(&self, ufrag: &str) -> Option<Arc<Route>> {
+        lock(&self.table).by_ufrag.get(ufrag)?.upgrade()
     }
 
     /// A new route: the way in for one peer connection.
@@ -92,6 +118,8 @@ impl UdpMux {
             id: self.next_route.fetch_add(1, Ordering::Relaxed),
             inboxes: Mutex::default(),
             local_ports: Mutex::default(),
+            tcp_inboxes: Mutex::default(),
+            local_tcp_ports: Mutex::default(),
         })
     }
 
@@ -152,6 +180,16 @@ impl UdpMux {
     }
 }
 
+/// The local ufrag of `data` if it is a STUN binding request (`USERNAME` = `<local>:<remote>`).
+pub(super) fn request_ufrag(data: &[u8]) -> Option<String> {
+    if !is_stun_message(data) {
+        return None;
+    }
+    let mut msg = Message { raw: data.to_vec(), ..Default::default() };
+    msg.decode().ok()?;
+    (msg.typ.class == CLASS_REQUEST).then(|| username_ufrag(&msg))?
+}
+
 /// The local ufrag of a binding request's USERNAME (`<local>:<remote>`).
 fn username_ufrag(msg: &Message) -> Option<String> {
     let (attr, found) = msg.attributes.get(ATTR_USERNAME);
@@ -191,12 +229,48 @@ pub struct Route {
     /// Ports of the connection's own (unused) sockets: its candidates name them and are
     /// rewritten to the shared port.
     local_ports: Mutex<Vec<u16>>,
+    /// The inboxes of the connection's ICE-TCP listeners.
+    tcp_inboxes: Mutex<Vec<(u64, mpsc::Sender<Accepted>)>>,
+    /// Ports of the connection's own (unused) TCP listeners.
+    local_tcp_ports: Mutex<Vec<u16>>,
 }
 
 impl Route {
     /// The shared socket's address.
     pub fn shared_addr(&self) -> SocketAddr {
         self.mux.local
+    }
+
+    /// The shared ICE-TCP listener's address.
+    pub fn shared_tcp_addr(&self) -> Option<SocketAddr> {
+        self.mux.tcp
+    }
+
+    /// Whether `port` is one of this connection's own TCP listener ports.
+    pub fn is_local_tcp_port(&self, port: u16) -> bool {
+        lock(&self.local_tcp_ports).contains(&port)
+    }
+
+    /// A new inbox for ICE-TCP connections, for a listener bound to `local_port`.
+    pub fn attach_tcp(&self, key: u64, local_port: u16) -> mpsc::Receiver<Accepted> {
+        let (tx, rx) = mpsc::channel(16);
+        lock(&self.tcp_inboxes).push((key, tx));
+        let mut ports = lock(&self.local_tcp_ports);
+        if !ports.contains(&local_port) {
+            ports.push(local_port);
+        }
+        rx
+    }
+
+    /// Drops the ICE-TCP inbox `key`.
+    pub fn detach_tcp(&self, key: u64) {
+        lock(&self.tcp_inboxes).retain(|(k, _)| *k != key);
+    }
+
+    /// Hands an ICE-TCP connection to this connection's newest listener.
+    pub(super) fn deliver_tcp(&self, accepted: Accepted) -> bool {
+        let inboxes = lock(&self.tcp_inboxes);
+        inboxes.last().is_some_and(|(_, tx)| tx.try_send(accepted).is_ok())
     }
 
     /// Routes binding requests for `ufrag` (this side's ufrag in an answer) here.

@@ -27,11 +27,15 @@ enum Mode {
 
 impl UdpPorts {
     /// Ports on `ip`: `range` (inclusive; one port = shared by every connection, bound now,
-    /// which needs a tokio runtime) or ephemeral.
-    pub fn new(ip: IpAddr, range: Option<(u16, u16)>) -> std::io::Result<Self> {
+    /// which needs a tokio runtime) or ephemeral. With one shared port, ICE-TCP listens on
+    /// `tcp_port` (0: no ICE-TCP).
+    pub fn new(ip: IpAddr, range: Option<(u16, u16)>, tcp_port: u16) -> std::io::Result<Self> {
         let mode = match range {
             None => Mode::Ephemeral,
-            Some((a, b)) if a == b => Mode::Shared(UdpMux::bind(SocketAddr::new(ip, a))?),
+            Some((a, b)) if a == b => {
+                let tcp = (tcp_port != 0).then(|| SocketAddr::new(ip, tcp_port));
+                Mode::Shared(UdpMux::bind(SocketAddr::new(ip, a), tcp)?)
+            }
             Some((a, b)) => Mode::Range(a, b),
         };
         let next = AtomicU32::new(range.map_or(0, |(a, _)| u32::from(a)));
@@ -86,13 +90,18 @@ impl Binding {
         if let Some(ufrag) = sdp_attr(sdp, "ice-ufrag") {
             route.claim_ufrag(ufrag);
         }
-        let shared = route.shared_addr().port();
+        let shared = Shared { udp: route.shared_addr().port(), tcp: route.shared_tcp_addr().map_or(0, |a| a.port()) };
         let mut out = String::with_capacity(sdp.len());
         for line in sdp.lines().map(str::trim_end) {
             match line.strip_prefix("a=candidate:") {
                 Some(c) => {
                     out.push_str("a=candidate:");
-                    out.push_str(&rewrite_candidate(c, shared, |p| route.is_local_port(p)));
+                    out.push_str(&rewrite_candidate(
+                        c,
+                        &shared,
+                        |p| route.is_local_port(p),
+                        |p| route.is_local_tcp_port(p),
+                    ));
                 }
                 None => out.push_str(line),
             }
@@ -102,13 +111,26 @@ impl Binding {
     }
 }
 
-/// A candidate attribute value (after `a=candidate:`) with its UDP port, and `rport`, moved
-/// to `shared` where `own` says the port is the connection's own socket.
-fn rewrite_candidate(c: &str, shared: u16, own: impl Fn(u16) -> bool) -> String {
+/// The shared ports candidates are moved to.
+struct Shared {
+    udp: u16,
+    tcp: u16,
+}
+
+/// A candidate attribute value (after `a=candidate:`) with its port, and `rport`, moved to the
+/// shared port where `own_udp` (`own_tcp` for a TCP candidate) says the port is the
+/// connection's own socket (listener).
+fn rewrite_candidate(c: &str, to: &Shared, own_udp: impl Fn(u16) -> bool, own_tcp: impl Fn(u16) -> bool) -> String {
     let mut fields: Vec<String> = c.split(' ').map(str::to_owned).collect();
-    if fields.get(2).is_some_and(|t| t.eq_ignore_ascii_case("udp")) {
+    let transport = fields.get(2).map(|t| t.to_ascii_lowercase());
+    let (shared, own): (u16, &dyn Fn(u16) -> bool) = match transport.as_deref() {
+        Some("udp") => (to.udp, &own_udp),
+        Some("tcp") if to.tcp != 0 => (to.tcp, &own_tcp),
+        _ => return c.to_owned(),
+    };
+    {
         let shared = shared.to_string();
-        let is_own = |f: &String| f.parse::<u16>().is_ok_and(&own);
+        let is_own = |f: &String| f.parse::<u16>().is_ok_and(own);
         if fields.get(5).is_some_and(is_own) {
             fields[5] = shared.clone();
         }
@@ -141,27 +163,32 @@ pub fn random_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rewrite_candidate;
+    use super::{Shared, rewrite_candidate};
 
     #[test]
     fn candidates_move_to_the_shared_port_only_where_they_name_the_own_socket() {
-        let own = |p| p == 40123;
+        let to = Shared { udp: 8189, tcp: 8190 };
+        let rw = |c| rewrite_candidate(c, &to, |p| p == 40123, |p| p == 40999);
+        assert_eq!(rw("1 1 udp 2130706431 192.0.2.7 40123 typ host"), "1 1 udp 2130706431 192.0.2.7 8189 typ host");
         assert_eq!(
-            rewrite_candidate("1 1 udp 2130706431 192.0.2.7 40123 typ host", 8189, own),
-            "1 1 udp 2130706431 192.0.2.7 8189 typ host"
-        );
-        assert_eq!(
-            rewrite_candidate("2 1 udp 1694498815 203.0.113.9 40123 typ srflx raddr 192.0.2.7 rport 40123", 8189, own),
+            rw("2 1 udp 1694498815 203.0.113.9 40123 typ srflx raddr 192.0.2.7 rport 40123"),
             "2 1 udp 1694498815 203.0.113.9 8189 typ srflx raddr 192.0.2.7 rport 8189"
         );
-        // A relay candidate's port is the TURN server's; a TCP candidate is not on the UDP port.
+        // A relay candidate's port is the TURN server's.
         assert_eq!(
-            rewrite_candidate("3 1 udp 16777215 198.51.100.1 50000 typ relay raddr 0.0.0.0 rport 0", 8189, own),
+            rw("3 1 udp 16777215 198.51.100.1 50000 typ relay raddr 0.0.0.0 rport 0"),
             "3 1 udp 16777215 198.51.100.1 50000 typ relay raddr 0.0.0.0 rport 0"
         );
+        // TCP: the passive candidate moves to the shared TCP port, the active one (port 9) stays.
         assert_eq!(
-            rewrite_candidate("4 1 tcp 1518280447 192.0.2.7 40123 typ host tcptype passive", 8189, own),
-            "4 1 tcp 1518280447 192.0.2.7 40123 typ host tcptype passive"
+            rw("4 1 tcp 1518280447 192.0.2.7 40999 typ host tcptype passive"),
+            "4 1 tcp 1518280447 192.0.2.7 8190 typ host tcptype passive"
         );
+        assert_eq!(
+            rw("5 1 tcp 1518280447 192.0.2.7 9 typ host tcptype active"),
+            "5 1 tcp 1518280447 192.0.2.7 9 typ host tcptype active"
+        );
+        // A UDP candidate on a port that happens to be a TCP listener's stays.
+        assert_eq!(rw("6 1 udp 2130706431 192.0.2.7 40999 typ host"), "6 1 udp 2130706431 192.0.2.7 40999 typ host");
     }
 }

@@ -54,6 +54,9 @@ pub async fn build_peer_connection(
         .with_handler(handler)
         .with_udp_addrs(vec![binding.addr.clone()]);
     if let Some(route) = &binding.route {
+        if route.shared_tcp_addr().is_some() {
+            builder = builder.with_tcp_addrs(vec![binding.addr.clone()]);
+        }
         builder = builder.with_runtime(MuxRuntime::new(route.clone()));
     }
     Ok(Arc::new(builder.build().await?))

@@ -5,9 +5,13 @@
 //! so its port stays unique, and the connection's candidates naming it are rewritten to the
 //! shared port ([`super::peer::Binding::announce`]).
 //!
-//! Owns: the socket stand-in. Must not touch: the tables ([`super::mux`] owns them).
+//! The same for ICE-TCP: the connection's own listener is kept, unused, and connections
+//! come from the shared listener ([`super::tcp`]).
+//!
+//! Owns: the socket and listener stand-ins. Must not touch: the tables ([`super::mux`] owns
+//! them).
 
-use super::mux::{Datagram, Route};
+use super::mux::{Accepted, Datagram, Route};
 use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -54,7 +58,19 @@ impl Runtime for MuxRuntime {
     }
 
     fn wrap_tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<Arc<dyn AsyncTcpListener>> {
-        TokioRuntime.wrap_tcp_listener(listener)
+        if self.route.shared_tcp_addr().is_none() {
+            return TokioRuntime.wrap_tcp_listener(listener);
+        }
+        let local = listener.local_addr()?;
+        let key = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+        let inbox = self.route.attach_tcp(key, local.port());
+        Ok(Arc::new(SharedListener {
+            route: self.route.clone(),
+            key,
+            local,
+            inbox: tokio::sync::Mutex::new(inbox),
+            _own: listener,
+        }))
     }
 
     fn connect_tcp<'a>(
@@ -160,5 +176,97 @@ impl AsyncUdpSocket for SharedSocket {
 impl Drop for SharedSocket {
     fn drop(&mut self) {
         self.route.detach(self.key);
+    }
+}
+
+/// What the connection sees as its ICE-TCP listener: connections handed over by the shared
+/// listener.
+#[derive(Debug)]
+struct SharedListener {
+    route: Arc<Route>,
+    key: u64,
+    local: SocketAddr,
+    inbox: tokio::sync::Mutex<mpsc::Receiver<Accepted>>,
+    /// Kept so that its port is not handed to another connection.
+    _own: std::net::TcpListener,
+}
+
+impl AsyncTcpListener for SharedListener {
+    fn accept<'a>(
+        &'a self,
+    ) -> Pin<Box<dyn Future<Output = io::Result<(Arc<dyn AsyncTcpStream>, SocketAddr)>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some((stream, peer, prefix)) = self.inbox.lock().await.recv().await else {
+                // The route let go of this listener: nothing will ever come.
+                return std::future::pending().await;
+            };
+            let (read, write) = stream.into_split();
+            let stream = SharedStream {
+                read: tokio::sync::Mutex::new((prefix, 0, read)),
+                write: tokio::sync::Mutex::new(write),
+                local: self.local,
+                peer,
+            };
+            Ok((Arc::new(stream) as Arc<dyn AsyncTcpStream>, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+impl Drop for SharedListener {
+    fn drop(&mut self) {
+        self.route.detach_tcp(self.key);
+    }
+}
+
+/// An ICE-TCP stream that first gives back what the shared listener read from it.
+#[derive(Debug)]
+struct SharedStream {
+    /// (bytes read ahead, how many of them were given back, the stream).
+    read: tokio::sync::Mutex<(Vec<u8>, usize, tokio::net::tcp::OwnedReadHalf)>,
+    write: tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>,
+    /// The connection's own listener address (what its candidate was made from).
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+impl AsyncTcpStream for SharedStream {
+    fn read<'a, 'b>(&'a self, buf: &'b mut [u8]) -> Pin<Box<dyn Future<Output = io::Result<usize>> + Send + 'b>>
+    where
+        'a: 'b,
+    {
+        Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+            let mut guard = self.read.lock().await;
+            let (ahead, given, stream) = &mut *guard;
+            if *given < ahead.len() {
+                let n = (ahead.len() - *given).min(buf.len());
+                buf[..n].copy_from_slice(&ahead[*given..*given + n]);
+                *given += n;
+                return Ok(n);
+            }
+            stream.read(buf).await
+        })
+    }
+
+    fn write_all<'a, 'b>(&'a self, buf: &'b [u8]) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'b>>
+    where
+        'a: 'b,
+    {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            self.write.lock().await.write_all(buf).await
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.peer)
     }
 }

@@ -97,6 +97,7 @@ before(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   proc = spawn(BIN, ['serve', '--config', config, '--listen', `127.0.0.1:${port}`, '--webrtc-udp-ports', String(port),
+    '--webrtc-tcp-port', '0',
     '--data-dir', path.join(dir, 'data')], {
     env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });

@@ -78,8 +78,10 @@ export class VigilServer {
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
     delete env.VIGIL_CONFIG;
     // WebRTC on one UDP port (the default), numbered like the HTTP port so that servers
-    // running side by side do not share it.
+    // running side by side do not share it; ICE-TCP off (its port would be another number to
+    // find, and Chromium here has UDP).
     const argv = ['serve', '--listen', `127.0.0.1:${this.port}`, '--webrtc-udp-ports', String(this.port),
+      '--webrtc-tcp-port', '0',
       '--data-dir', this.dataDir, ...this.args];
     this.proc = spawn(BIN, argv, {
       env,

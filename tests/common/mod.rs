@@ -157,6 +157,8 @@ pub struct Server {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
+    /// The ICE-TCP port (`--webrtc-tcp-port`).
+    tcp_port: u16,
     log_path: PathBuf,
     /// `--config`, when started with one.
     config: Option<PathBuf>,
@@ -195,7 +197,13 @@ impl Server {
             prepare(&config);
             config
         });
-        let mut server = Server { child: None, dir, port, log_path, config };
+        let tcp_port = loop {
+            let p = free_port();
+            if p != port {
+                break p;
+            }
+        };
+        let mut server = Server { child: None, dir, port, tcp_port, log_path, config };
         server.launch();
         server
     }
@@ -217,6 +225,7 @@ impl Server {
             .is_some_and(|c| c.contains("webrtc_udp_ports"));
         if !names_ports {
             cmd.arg("--webrtc-udp-ports").arg(self.port.to_string());
+            cmd.arg("--webrtc-tcp-port").arg(self.tcp_port.to_string());
         }
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
@@ -257,6 +266,11 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The ICE-TCP port (the WebRTC UDP port is [`Server::port`]).
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port
     }
 
     /// `http://127.0.0.1:<port>`

@@ -103,6 +103,16 @@ impl Receiver {
     /// offer, set it as the local description and wait for ICE gathering to complete (loopback
     /// host candidates only). The full offer (with candidates) is [`Receiver::offer`].
     pub fn new(transceivers: &[gst::Caps]) -> Result<Receiver> {
+        Self::with_transport(transceivers, false)
+    }
+
+    /// [`Receiver::new`] whose ICE agent gathers TCP candidates only (a network that blocks
+    /// UDP): media can only flow over ICE-TCP.
+    pub fn new_tcp_only(transceivers: &[gst::Caps]) -> Result<Receiver> {
+        Self::with_transport(transceivers, true)
+    }
+
+    fn with_transport(transceivers: &[gst::Caps], tcp_only: bool) -> Result<Receiver> {
         gst_init();
         let pipeline = gst::Pipeline::new();
         let webrtc = gst::ElementFactory::make("webrtcbin")
@@ -116,6 +126,10 @@ impl Receiver {
         let added = ice.emit_by_name::<bool>("add-local-ip-address", &[&"127.0.0.1"]);
         if !added {
             bail!("webrtcbin's ICE agent refused local address 127.0.0.1");
+        }
+        if tcp_only {
+            ice.set_property("ice-udp", false);
+            ice.set_property("ice-tcp", true);
         }
 
         let state: SharedState = Arc::default();
@@ -395,7 +409,15 @@ impl WhepClient {
 
     /// [`WhepClient::connect`] with extra request headers (e.g. `Authorization: Bearer ...`).
     pub fn connect_with(base_url: &str, camera: &str, extra: &[(&str, &str)]) -> Result<WhepClient> {
-        let rx = Receiver::new(&[h264_recv_caps()])?;
+        Self::connect_receiver(Receiver::new(&[h264_recv_caps()])?, base_url, camera, extra)
+    }
+
+    /// [`WhepClient::connect`] from a peer that has no UDP (ICE-TCP only).
+    pub fn connect_tcp_only(base_url: &str, camera: &str) -> Result<WhepClient> {
+        Self::connect_receiver(Receiver::new_tcp_only(&[h264_recv_caps()])?, base_url, camera, &[])
+    }
+
+    fn connect_receiver(rx: Receiver, base_url: &str, camera: &str, extra: &[(&str, &str)]) -> Result<WhepClient> {
         let url = format!("{base_url}/whep/{camera}");
         let mut headers = vec![("Content-Type", "application/sdp"), ("Accept", "application/sdp")];
         headers.extend_from_slice(extra);

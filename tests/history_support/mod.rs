@@ -459,6 +459,8 @@ impl Restarted {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--webrtc-udp-ports")
             .arg(port.to_string())
+            .arg("--webrtc-tcp-port")
+            .arg("0")
             .arg("--data-dir")
             .arg(data_dir)
             .current_dir(dir)
