@@ -2,7 +2,8 @@
 # Installs the system packages vigil needs, and only those that are missing.
 #   deploy/install-deps.sh          build + run (GStreamer, pkg-config, CA certificates)
 #   deploy/install-deps.sh --test   also what the tests need (webrtcbin dev files, libnice,
-#                                   pebble, ffmpeg/ffprobe, chromium, node/npm for playwright-core)
+#                                   pebble, ffmpeg/ffprobe, chromium, node/npm for playwright-core,
+#                                   PostgreSQL, coturn as a TURN server)
 # Idempotent: a second run with everything present does nothing and needs no network.
 set -euo pipefail
 
@@ -15,7 +16,7 @@ RUN_PKGS=(
 )
 TEST_PKGS=(
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-nice
-  pebble ffmpeg chromium openssl nodejs npm postgresql
+  pebble ffmpeg chromium openssl nodejs npm postgresql coturn
 )
 
 want=("${RUN_PKGS[@]}")

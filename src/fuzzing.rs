@@ -153,15 +153,14 @@ pub fn whep_offer(data: &[u8]) {
 /// and reused (a viewer gets a fresh one; making it dominated the time per input).
 fn viewer_peer_connection(profile_idc: u8) -> Result<RTCPeerConnection, String> {
     use crate::live::session::{media_engine, viewer_track};
-    use crate::webrtc::peer::{NetConfig, setting_engine};
+    use crate::webrtc::peer::setting_engine;
     let certs = certificates();
     let mut me = media_engine(profile_idc, false).map_err(|e| e.to_string())?;
     let registry = register_default_interceptors(Registry::new(), &mut me).map_err(|e| e.to_string())?;
-    let net = NetConfig { ice_servers: Vec::new(), public_ips: Vec::new() };
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().with_certificates(certs).build())
         .with_media_engine(me)
-        .with_setting_engine(setting_engine(&net))
+        .with_setting_engine(setting_engine())
         .with_interceptor_registry(registry)
         .build(Instant::now())
         .map_err(|e| e.to_string())?;
@@ -185,11 +184,10 @@ pub fn publisher_answers(offer: &str) -> Option<(String, Option<String>)> {
     use crate::webrtc::ice::{ice_sdpfrag, replace_ice_credentials};
     let Ok(mut me) = media_engine() else { panic!("the publisher's codecs register") };
     let registry = register_default_interceptors(Registry::new(), &mut me).ok()?;
-    let net = crate::webrtc::peer::NetConfig { ice_servers: Vec::new(), public_ips: Vec::new() };
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().with_certificates(certificates()).build())
         .with_media_engine(me)
-        .with_setting_engine(crate::webrtc::peer::setting_engine(&net))
+        .with_setting_engine(crate::webrtc::peer::setting_engine())
         .with_interceptor_registry(registry)
         .build(Instant::now())
         .ok()?;

@@ -1,13 +1,15 @@
 //! Every WebRTC session on one UDP port (`[server] webrtc_udp_ports = "PORT"`, the default
 //! 8189): twenty `webrtcbin` viewers and a WHIP publisher at once, each answer naming only
 //! that port, each viewer decoding frames; a viewer without UDP decodes over ICE-TCP on one
-//! TCP port; a port range still gives each session its own.
+//! TCP port; public IPs and TURN (a real coturn) both advertised, each session with a relay
+//! allocation of its own; a port range still gives each session its own.
 
 mod common;
 
 use common::publisher::{PublishOptions, Publisher};
 use common::{Server, WhepClient, serial};
 use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const VIEWERS: usize = 20;
@@ -140,4 +142,94 @@ fn a_port_range_still_gives_each_session_its_own_port() {
     for v in [&one, &two] {
         v.wait_frames(10, Duration::from_secs(20)).expect("frames through a port of the range");
     }
+}
+
+/// A coturn TURN server on loopback, stopped on drop.
+struct Turn {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Turn {
+    fn start() -> Turn {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe").local_addr().expect("addr").port();
+        let child = Command::new("turnserver")
+            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--lt-cred-mech"])
+            .args(["--user=vigil:secret", "--realm=vigil.test", "--no-tls", "--no-dtls", "--no-cli"])
+            .args(["--allow-loopback-peers", "--log-file=stdout", "--simple-log"])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--db={}", dir.path().join("turndb").display()))
+            .arg(format!("--pidfile={}", dir.path().join("turn.pid").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver (deploy/install-deps.sh --test installs coturn)");
+        // Ready once it answers on its UDP port (any STUN reply to a binding request).
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        probe.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let binding: [u8; 20] = [0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        let mut buf = [0u8; 512];
+        common::wait_for(Duration::from_secs(10), "coturn to answer STUN", || {
+            probe.send_to(&binding, ("127.0.0.1", port)).ok()?;
+            probe.recv_from(&mut buf).ok().map(|_| ())
+        })
+        .expect("coturn up");
+        Turn { child, port, _dir: dir }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The (address, port) of an SDP's candidates of type `typ`.
+fn candidates_of_type(sdp: &str, typ: &str) -> Vec<(String, u16)> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
+        .map(|c| c.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.get(7) == Some(&typ))
+        .map(|f| (f[4].to_owned(), f[5].parse().unwrap_or(0)))
+        .collect()
+}
+
+#[test]
+fn public_ips_and_turn_are_both_advertised() {
+    let _serial = serial();
+    let turn = Turn::start();
+    // 127.0.0.2 stands for the public address of a 1:1 NAT (still loopback: pitfall 9).
+    let server = Server::start(&format!(
+        "[server]\nmin_free_bytes = 0\npublic_ips = [\"127.0.0.2\"]\n\n\
+         [[server.ice_servers]]\nurls = [\"turn:127.0.0.1:{}?transport=udp\"]\nusername = \"vigil\"\ncredential = \"secret\"\n\n\
+         [[cameras]]\nname = \"test\"\nwidth = 320\nheight = 240\nfps = 15\n",
+        turn.port
+    ));
+    server.wait_running("test");
+    let port = server.port();
+    let mut relays = BTreeSet::new();
+    for i in 0..2 {
+        let v = WhepClient::connect(&server.base(), "test").unwrap_or_else(|e| panic!("viewer {i}: {e:#}"));
+        let answer = v.answer();
+        assert!(
+            candidates_of_type(answer, "srflx").contains(&("127.0.0.2".to_owned(), port)),
+            "viewer {i}: the public IP is advertised on the shared port:\n{answer}"
+        );
+        // (webrtc-rs lists each candidate for components 1 and 2 alike.)
+        let relay: BTreeSet<_> = candidates_of_type(answer, "relay").into_iter().collect();
+        assert_eq!(relay.len(), 1, "viewer {i}: one TURN relay address:\n{answer}");
+        relays.extend(relay);
+        let link = v.response().header_all("link").join(", ");
+        assert!(
+            link.contains(&format!("<turn:127.0.0.1:{}?transport=udp>; rel=\"ice-server\"", turn.port)),
+            "viewer {i}: the TURN server is in the Link header: {link}"
+        );
+        v.wait_frames(10, Duration::from_secs(20)).unwrap_or_else(|e| panic!("viewer {i}: {e:#}"));
+    }
+    // Each session has its own allocation (an allocation belongs to one 5-tuple).
+    assert_eq!(relays.len(), 2, "two sessions, two relay addresses: {relays:?}");
 }

@@ -558,6 +558,9 @@ impl Config {
             }
         }
         self.server.udp_port_range().map_err(ConfigError::Invalid)?;
+        if let Some(ip) = self.server.public_ips.iter().find(|ip| ip.parse::<std::net::IpAddr>().is_err()) {
+            return Err(ConfigError::Invalid(format!("public_ips: {ip:?} is not an IP address")));
+        }
         crate::limits::HttpLimits::from_config(&self.server).map_err(ConfigError::Invalid)?;
         self.tls.validate(self.server.listen).map_err(|m| ConfigError::Invalid(format!("[tls] {m}")))?;
         self.auth.validate().map_err(|m| ConfigError::Invalid(format!("[auth] {m}")))?;

@@ -108,15 +108,21 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 credential: s.credential.clone().unwrap_or_default(),
             })
             .collect(),
-        public_ips: cfg.server.public_ips.clone(),
     };
     let udp_ports = cfg.server.udp_port_range().map_err(anyhow::Error::msg)?;
-    let ports = Arc::new(UdpPorts::new(udp_ip, udp_ports, cfg.server.webrtc_tcp_port).with_context(|| {
+    let public_ips = cfg
+        .server
+        .public_ips
+        .iter()
+        .map(|ip| ip.parse::<IpAddr>().with_context(|| format!("public_ips: {ip:?} is not an IP address")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ports = UdpPorts::new(udp_ip, udp_ports, cfg.server.webrtc_tcp_port).with_context(|| {
         format!(
             "binding webrtc_udp_ports {:?} (webrtc_tcp_port {}) on {udp_ip}",
             cfg.server.webrtc_udp_ports, cfg.server.webrtc_tcp_port
         )
-    })?);
+    })?;
+    let ports = Arc::new(ports.advertising(public_ips));
     if let Some(mux) = ports.shared() {
         tracing::info!(udp = %mux.local_addr(), ice_tcp = ?mux.tcp_addr(), "every WebRTC session on one port");
     }

@@ -16,6 +16,8 @@ pub struct UdpPorts {
     ip: IpAddr,
     mode: Mode,
     next: AtomicU32,
+    /// Public addresses (1:1 NAT) advertised beside each host candidate.
+    public_ips: Arc<Vec<IpAddr>>,
 }
 
 #[derive(Debug)]
@@ -39,7 +41,14 @@ impl UdpPorts {
             Some((a, b)) => Mode::Range(a, b),
         };
         let next = AtomicU32::new(range.map_or(0, |(a, _)| u32::from(a)));
-        Ok(Self { ip, mode, next })
+        Ok(Self { ip, mode, next, public_ips: Arc::default() })
+    }
+
+    /// Advertises `public_ips` (a 1:1 NAT in front of this box, forwarding the same ports)
+    /// beside each host candidate, as server-reflexive candidates.
+    pub fn advertising(mut self, public_ips: Vec<IpAddr>) -> Self {
+        self.public_ips = Arc::new(public_ips);
+        self
     }
 
     /// The shared socket, when every connection uses one port.
@@ -54,8 +63,8 @@ impl UdpPorts {
     pub fn next(&self) -> Result<Binding, SignalError> {
         let ip = self.ip;
         let (a, b) = match &self.mode {
-            Mode::Ephemeral => return Ok(Binding { addr: format!("{}:0", fmt_ip(ip)), route: None }),
-            Mode::Shared(mux) => return Ok(Binding { addr: format!("{}:0", fmt_ip(ip)), route: Some(mux.route()) }),
+            Mode::Ephemeral => return Ok(self.binding(format!("{}:0", fmt_ip(ip)), None)),
+            Mode::Shared(mux) => return Ok(self.binding(format!("{}:0", fmt_ip(ip)), Some(mux.route()))),
             Mode::Range(a, b) => (*a, *b),
         };
         let span = u32::from(b) - u32::from(a) + 1;
@@ -64,10 +73,14 @@ impl UdpPorts {
             let port = (u32::from(a) + (n.wrapping_sub(u32::from(a)) % span)) as u16;
             // Free right now? (The peer connection binds it a moment later.)
             if UdpSocket::bind((ip, port)).is_ok() {
-                return Ok(Binding { addr: format!("{}:{port}", fmt_ip(ip)), route: None });
+                return Ok(self.binding(format!("{}:{port}", fmt_ip(ip)), None));
             }
         }
         Err(SignalError::Unavailable(format!("no free UDP port in webrtc_udp_ports {a}-{b}")))
+    }
+
+    fn binding(&self, addr: String, route: Option<Arc<Route>>) -> Binding {
+        Binding { addr, route, public_ips: self.public_ips.clone() }
     }
 }
 
@@ -79,36 +92,80 @@ pub struct Binding {
     pub addr: String,
     /// Through the shared port, when there is one.
     pub route: Option<Arc<Route>>,
+    /// Public addresses advertised beside each host candidate.
+    public_ips: Arc<Vec<IpAddr>>,
 }
 
 impl Binding {
     /// This side's description (`sdp`, an answer or an sdpfrag) as the peer must see it: on
     /// the shared port, candidates name the shared port instead of the connection's own, and
-    /// binding requests for its ufrag are routed to this connection from now on.
+    /// binding requests for its ufrag are routed to this connection from now on; each host
+    /// candidate is followed by its public twins (`public_ips`).
     pub fn announce(&self, sdp: &str) -> String {
-        let Some(route) = &self.route else { return sdp.to_owned() };
-        if let Some(ufrag) = sdp_attr(sdp, "ice-ufrag") {
+        if let Some(route) = &self.route
+            && let Some(ufrag) = sdp_attr(sdp, "ice-ufrag")
+        {
             route.claim_ufrag(ufrag);
         }
-        let shared = Shared { udp: route.shared_addr().port(), tcp: route.shared_tcp_addr().map_or(0, |a| a.port()) };
+        let shared = self
+            .route
+            .as_ref()
+            .map(|r| Shared { udp: r.shared_addr().port(), tcp: r.shared_tcp_addr().map_or(0, |a| a.port()) });
         let mut out = String::with_capacity(sdp.len());
+        let mut twins: Vec<String> = Vec::new();
         for line in sdp.lines().map(str::trim_end) {
             match line.strip_prefix("a=candidate:") {
                 Some(c) => {
+                    let c = match (&self.route, &shared) {
+                        (Some(route), Some(shared)) => {
+                            rewrite_candidate(c, shared, |p| route.is_local_port(p), |p| route.is_local_tcp_port(p))
+                        }
+                        _ => c.to_owned(),
+                    };
                     out.push_str("a=candidate:");
-                    out.push_str(&rewrite_candidate(
-                        c,
-                        &shared,
-                        |p| route.is_local_port(p),
-                        |p| route.is_local_tcp_port(p),
-                    ));
+                    out.push_str(&c);
+                    out.push_str("\r\n");
+                    for twin in public_twins(&c, &self.public_ips) {
+                        if !twins.contains(&twin) {
+                            out.push_str(&format!("a=candidate:{twin}\r\n"));
+                            twins.push(twin);
+                        }
+                    }
                 }
-                None => out.push_str(line),
+                None => {
+                    out.push_str(line);
+                    out.push_str("\r\n");
+                }
             }
-            out.push_str("\r\n");
         }
         out
     }
+}
+
+/// Server-reflexive twins of a host candidate (after `a=candidate:`), one per public address of
+/// its family: the same port, which a 1:1 NAT forwards to the host address.
+fn public_twins(c: &str, public_ips: &[IpAddr]) -> Vec<String> {
+    let f: Vec<&str> = c.split(' ').collect();
+    if f.len() < 8 || f[6] != "typ" || f[7] != "host" || f[5] == "9" {
+        return Vec::new();
+    }
+    let Ok(host) = f[4].parse::<IpAddr>() else { return Vec::new() };
+    let (component, transport, port) = (f[1], f[2], f[5]);
+    let tcp = if transport.eq_ignore_ascii_case("tcp") { " tcptype passive" } else { "" };
+    // RFC 8445 §5.1.2.1: type preference 100 (server reflexive), local preference 65535.
+    let component_n: u32 = component.parse().unwrap_or(1).clamp(1, 256);
+    let priority = (100u32 << 24) + (65535 << 8) + (256 - component_n);
+    public_ips
+        .iter()
+        .filter(|ip| ip.is_ipv4() == host.is_ipv4() && **ip != host)
+        .enumerate()
+        .map(|(i, ip)| {
+            format!(
+                "{}{i} {component} {transport} {priority} {ip} {port} typ srflx raddr {host} rport {port}{tcp}",
+                if tcp.is_empty() { "7900" } else { "7901" }
+            )
+        })
+        .collect()
 }
 
 /// The shared ports candidates are moved to.
@@ -163,7 +220,23 @@ pub fn random_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Shared, rewrite_candidate};
+    use super::{Shared, public_twins, rewrite_candidate};
+
+    #[test]
+    fn public_ips_are_advertised_beside_host_candidates_on_the_same_port() {
+        let ips = ["203.0.113.7".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+        assert_eq!(
+            public_twins("1 1 udp 2130706431 192.168.1.20 8189 typ host", &ips),
+            ["79000 1 udp 1694498815 203.0.113.7 8189 typ srflx raddr 192.168.1.20 rport 8189"]
+        );
+        assert_eq!(
+            public_twins("2 1 tcp 2124414975 192.168.1.20 8190 typ host tcptype passive", &ips),
+            ["79010 1 tcp 1694498815 203.0.113.7 8190 typ srflx raddr 192.168.1.20 rport 8190 tcptype passive"]
+        );
+        // Active TCP (port 9), relays and reflexive candidates get no twin.
+        assert!(public_twins("3 1 tcp 2128609279 192.168.1.20 9 typ host tcptype active", &ips).is_empty());
+        assert!(public_twins("4 1 udp 16777215 198.51.100.1 50000 typ relay raddr 0.0.0.0 rport 0", &ips).is_empty());
+    }
 
     #[test]
     fn candidates_move_to_the_shared_port_only_where_they_name_the_own_socket() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateType, RTCIceServer, Registry, SettingEngine, SettingEngineBuilder,
+    RTCIceServer, Registry, SettingEngine, SettingEngineBuilder,
 };
 
 /// Why negotiation failed.
@@ -28,14 +28,12 @@ pub enum NegotiateError {
 /// Network settings shared by all viewers.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
-    /// Addresses to bind a new peer connection's UDP socket(s) to.
+    /// STUN/TURN servers this side's ICE agent uses (relay candidates through TURN). Public
+    /// addresses are advertised by [`super::net::Binding::announce`].
     pub ice_servers: Vec<RTCIceServer>,
-    /// Public addresses to advertise (1:1 NAT).
-    pub public_ips: Vec<String>,
 }
 
-/// A peer connection with vigil's network settings: mDNS off, fast ICE checks, 1:1 NAT
-/// addresses and ICE servers, reaching the network through `binding` (on the shared port,
+/// A peer connection with vigil's network settings: mDNS off, fast ICE checks, ICE servers, reaching the network through `binding` (on the shared port,
 /// its UDP goes through the binding's route). Shared by WHEP viewers and WHIP publishers.
 pub async fn build_peer_connection(
     me: MediaEngine,
@@ -44,12 +42,13 @@ pub async fn build_peer_connection(
     binding: &Binding,
     net: &NetConfig,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
-    let ice_servers = if net.public_ips.is_empty() { net.ice_servers.clone() } else { Vec::new() };
-    let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
+    // Public IPs (`Binding::announce`) and ICE servers both: a 1:1 NAT address for peers that
+    // reach it, TURN relay candidates for those that do not.
+    let config = RTCConfigurationBuilder::new().with_ice_servers(net.ice_servers.clone()).build();
     let mut builder = PeerConnectionBuilder::new()
         .with_configuration(config)
         .with_media_engine(me)
-        .with_setting_engine(setting_engine(net))
+        .with_setting_engine(setting_engine())
         .with_interceptor_registry(registry)
         .with_handler(handler)
         .with_udp_addrs(vec![binding.addr.clone()]);
@@ -57,24 +56,35 @@ pub async fn build_peer_connection(
         if route.shared_tcp_addr().is_some() {
             builder = builder.with_tcp_addrs(vec![binding.addr.clone()]);
         }
-        builder = builder.with_runtime(MuxRuntime::new(route.clone()));
+        builder = builder.with_runtime(MuxRuntime::new(route.clone(), turn_servers(net)));
     }
     Ok(Arc::new(builder.build().await?))
 }
 
+/// `host:port` of the UDP TURN servers among the ICE servers (as webrtc-rs resolves them).
+fn turn_servers(net: &NetConfig) -> Vec<String> {
+    use rtc::ice::url::SchemeType;
+    net.ice_servers
+        .iter()
+        .filter_map(|s| s.urls().ok())
+        .flatten()
+        .filter(|u| u.scheme == SchemeType::Turn && u.proto.to_string() == "udp")
+        .map(|u| format!("{}:{}", u.host, u.port))
+        .collect()
+}
+
 /// The ICE and transport settings of every peer connection (viewers and publishers).
-pub fn setting_engine(net: &NetConfig) -> SettingEngine {
+pub fn setting_engine() -> SettingEngine {
     // mDNS off: a browser's `.local` candidates are not resolved (its connectivity checks
     // still arrive as peer-reflexive candidates), and no multicast leaves the box.
-    let mut se = SettingEngineBuilder::new()
+    let se = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         // Connectivity checks every 25 ms (webrtc-rs default: 200 ms, which set a ~205 ms
         // floor on time to first frame, measured with vigil-bench); 56 attempts keep the
         // default ~1.4 s window per candidate for slow networks.
         .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(56))
         .with_ice_timeouts(Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
-    if !net.public_ips.is_empty() {
-        se = se.with_nat_1to1_ips(net.public_ips.clone(), RTCIceCandidateType::Srflx);
-    }
+    // `public_ips` are advertised by `Binding::announce`: webrtc-rs 0.21 keeps
+    // `with_nat_1to1_ips` but never makes candidates from it.
     se.build()
 }

@@ -3,7 +3,9 @@
 //! its [`Route`] through the shared socket. webrtc-rs binds a socket of its own (an
 //! ephemeral port) and hands it to [`Runtime::wrap_udp_socket`]; the socket is kept, unused,
 //! so its port stays unique, and the connection's candidates naming it are rewritten to the
-//! shared port ([`super::peer::Binding::announce`]).
+//! shared port ([`super::net::Binding::announce`]). Traffic with a TURN server is the
+//! exception: an allocation belongs to one 5-tuple, so each connection reaches its TURN
+//! server from its own socket (and so gets relay candidates of its own).
 //!
 //! The same for ICE-TCP: the connection's own listener is kept, unused, and connections
 //! come from the shared listener ([`super::tcp`]).
@@ -32,12 +34,17 @@ static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct MuxRuntime {
     route: Arc<Route>,
+    /// `host:port` of the TURN servers (as webrtc-rs resolves them).
+    turn_servers: Vec<String>,
+    /// Their addresses, once resolved: reached from the connection's own socket.
+    direct: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl MuxRuntime {
-    /// The runtime of the connection that `route` serves.
-    pub fn new(route: Arc<Route>) -> Arc<Self> {
-        Arc::new(Self { route })
+    /// The runtime of the connection that `route` serves; `turn_servers` (`host:port`) are
+    /// reached from the connection's own socket.
+    pub fn new(route: Arc<Route>, turn_servers: Vec<String>) -> Arc<Self> {
+        Arc::new(Self { route, turn_servers, direct: Arc::default() })
     }
 }
 
@@ -54,7 +61,14 @@ impl Runtime for MuxRuntime {
         let local = socket.local_addr()?;
         let key = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
         let inbox = self.route.attach(key, local.port());
-        Ok(Arc::new(SharedSocket { route: self.route.clone(), key, local, inbox: Mutex::new(inbox), _own: socket }))
+        Ok(Arc::new(SharedSocket {
+            route: self.route.clone(),
+            key,
+            local,
+            inbox: Mutex::new(inbox),
+            own: tokio::net::UdpSocket::from_std(socket)?,
+            direct: self.direct.clone(),
+        }))
     }
 
     fn wrap_tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<Arc<dyn AsyncTcpListener>> {
@@ -84,7 +98,13 @@ impl Runtime for MuxRuntime {
         &'a self,
         host: &'a str,
     ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
-        TokioRuntime.resolve_host(host)
+        Box::pin(async move {
+            let addrs = TokioRuntime.resolve_host(host).await?;
+            if self.turn_servers.iter().any(|t| t == host) {
+                self.direct.lock().unwrap_or_else(|p| p.into_inner()).extend(addrs.iter().copied());
+            }
+            Ok(addrs)
+        })
     }
 
     fn now(&self) -> Instant {
@@ -121,9 +141,17 @@ struct SharedSocket {
     /// The address of the connection's own socket (what its candidates were made from).
     local: SocketAddr,
     inbox: Mutex<mpsc::Receiver<Datagram>>,
-    /// Kept so that its port (in this connection's candidates, before rewriting) is not
-    /// handed to another connection.
-    _own: std::net::UdpSocket,
+    /// The connection's own socket: its port (in its candidates, before rewriting) is not
+    /// handed to another connection, and TURN traffic goes through it.
+    own: tokio::net::UdpSocket,
+    /// TURN server addresses.
+    direct: Arc<Mutex<Vec<SocketAddr>>>,
+}
+
+impl SharedSocket {
+    fn is_direct(&self, to: SocketAddr) -> bool {
+        self.direct.lock().unwrap_or_else(|p| p.into_inner()).contains(&to)
+    }
 }
 
 impl AsyncUdpSocket for SharedSocket {
@@ -133,6 +161,9 @@ impl AsyncUdpSocket for SharedSocket {
 
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
         // GSO is not offered (max_gso_segments = 1), so `contents` is one datagram.
+        if self.is_direct(transmit.destination) {
+            return self.own.poll_send_to(cx, transmit.contents, transmit.destination);
+        }
         self.route.poll_send(cx, transmit.contents, transmit.destination)
     }
 
@@ -145,11 +176,14 @@ impl AsyncUdpSocket for SharedSocket {
         let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
         let max = bufs.len().min(meta.len());
+        if max == 0 {
+            return Poll::Ready(Ok(0));
+        }
         while n < max {
             let got = if n == 0 {
                 match inbox.poll_recv(cx) {
                     Poll::Ready(got) => got,
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => return self.poll_recv_own(cx, &mut bufs[0], &mut meta[0]),
                 }
             } else {
                 match inbox.try_recv() {
@@ -170,6 +204,31 @@ impl AsyncUdpSocket for SharedSocket {
             n += 1;
         }
         Poll::Ready(Ok(n))
+    }
+}
+
+impl SharedSocket {
+    /// One datagram from the connection's own socket (a TURN server's).
+    fn poll_recv_own(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut IoSliceMut<'_>,
+        meta: &mut RecvMeta,
+    ) -> Poll<io::Result<usize>> {
+        let mut read = tokio::io::ReadBuf::new(buf);
+        match self.own.poll_recv_from(cx, &mut read) {
+            Poll::Ready(Ok(from)) => {
+                let len = read.filled().len();
+                let mut m = RecvMeta::default();
+                m.addr = from;
+                m.len = len;
+                m.stride = len.max(1);
+                *meta = m;
+                Poll::Ready(Ok(1))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -436,7 +436,7 @@ impl WhepClient {
         for line in answer.lines().map(str::trim_end) {
             if let Some(cand) = line.strip_prefix("a=candidate:") {
                 let addr = cand.split_whitespace().nth(4).unwrap_or("");
-                if addr != "127.0.0.1" && addr != "::1" {
+                if !addr.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
                     bail!("the answer offers a non-loopback ICE candidate {line:?}:\n{answer}");
                 }
             }
