@@ -25,8 +25,9 @@ use crate::viewer::{self, Shared};
 /// Cycles run before the baseline is taken.
 const WARMUP: usize = 100;
 
-/// The server gauges a churn run compares (see `src/procfs.rs` and `src/live/whep.rs`).
-const GAUGES: [&str; 7] = [
+/// The server gauges a churn run compares (see `src/procfs.rs`, `src/live/whep.rs` and
+/// `src/webrtc/mux.rs`; the last two read 0 where the server has no shared port).
+const GAUGES: [&str; 9] = [
     "vigil_whep_sessions",
     "vigil_whep_session_tasks",
     "vigil_viewers",
@@ -34,6 +35,8 @@ const GAUGES: [&str; 7] = [
     "vigil_process_open_fds",
     "vigil_tokio_alive_tasks",
     "vigil_process_threads",
+    "vigil_webrtc_shared_port_sessions",
+    "vigil_webrtc_shared_port_addresses",
 ];
 
 /// A snapshot of the server.
@@ -202,14 +205,21 @@ pub async fn run(
     rep.rss_growth_mb = rep.end.rss_mb.zip(rep.baseline.rss_mb).map(|(e, b)| e - b);
     rep.bench_rss_mb_end = sys::rss_mb("self");
     let g = |s: &Sample, k: &str| s.gauges.get(k).copied();
-    for k in ["vigil_whep_sessions", "vigil_whep_session_tasks", "vigil_viewers", "vigil_process_udp_sockets"] {
+    for k in ["vigil_whep_sessions", "vigil_whep_session_tasks", "vigil_viewers"] {
         match g(&rep.end, k) {
             Some(v) if v != 0.0 => rep.leaks.push(format!("{k} = {v} (want 0)")),
             None => rep.leaks.push(format!("{k} missing from /metrics")),
             _ => {}
         }
     }
-    for k in ["vigil_tokio_alive_tasks"] {
+    // Against the baseline: the shared WebRTC port (webrtc_udp_ports = one port) is a UDP
+    // socket at rest, and its gauges are absent without one.
+    for k in [
+        "vigil_tokio_alive_tasks",
+        "vigil_process_udp_sockets",
+        "vigil_webrtc_shared_port_sessions",
+        "vigil_webrtc_shared_port_addresses",
+    ] {
         if let (Some(b), Some(e)) = (g(&rep.baseline, k), g(&rep.end, k))
             && e > b
         {

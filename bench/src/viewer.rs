@@ -374,7 +374,7 @@ async fn connect_inner(v: &mut Viewer, shared: Arc<Shared>) -> Result<()> {
         }
         None => bail!("201 without Location"),
     }
-    pc.set_remote_description(RTCSessionDescription::answer(body)?).await.context("answer")?;
+    pc.set_remote_description(RTCSessionDescription::answer(udp_candidates_only(&body))?).await.context("answer")?;
 
     tokio::select! {
         r = first.wait_for(|f| *f) => { r.map_err(|_| anyhow!("track ended"))?; Ok(()) }
@@ -400,4 +400,17 @@ impl Viewer {
         }
         code
     }
+}
+
+/// `answer` without its TCP candidates. The viewers are UDP-only, and webrtc-rs (0.21) pairs a
+/// UDP response from `ip:port` with a TCP candidate on the same `ip:port` (vigil's default
+/// ICE-TCP port is its UDP port), fails the check and waits a check interval (~400 ms to the
+/// first frame instead of ~30).
+fn udp_candidates_only(answer: &str) -> String {
+    answer
+        .split_inclusive('\n')
+        .filter(|l| {
+            !(l.starts_with("a=candidate:") && l.split(' ').nth(2).is_some_and(|t| t.eq_ignore_ascii_case("tcp")))
+        })
+        .collect()
 }

@@ -47,10 +47,6 @@ pub struct UdpMux {
     tcp: Option<SocketAddr>,
     table: Mutex<Table>,
     next_route: AtomicU64,
-    /// Datagrams that matched no connection.
-    pub unrouted: AtomicU64,
-    /// Datagrams dropped because a connection's inbox was full.
-    pub overflowed: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -86,9 +82,12 @@ impl UdpMux {
             tcp: listener.as_ref().map(|l| l.local_addr()).transpose()?,
             table: Mutex::default(),
             next_route: AtomicU64::new(1),
-            unrouted: AtomicU64::new(0),
-            overflowed: AtomicU64::new(0),
         });
+        // Present in /metrics (at 0) before the first session.
+        metrics::gauge!("vigil_webrtc_shared_port_sessions").set(0.0);
+        metrics::gauge!("vigil_webrtc_shared_port_addresses").set(0.0);
+        metrics::counter!("vigil_webrtc_unrouted_datagrams_total").absolute(0);
+        metrics::counter!("vigil_webrtc_inbox_dropped_datagrams_total").absolute(0);
         tokio::spawn(read_loop(socket, Arc::downgrade(&mux)));
         if let Some(listener) = listener {
             tokio::spawn(super::tcp::accept_loop(listener, Arc::downgrade(&mux)));
@@ -113,6 +112,7 @@ impl UdpMux {
 
     /// A new route: the way in for one peer connection.
     pub fn route(self: &Arc<Self>) -> Arc<Route> {
+        metrics::gauge!("vigil_webrtc_shared_port_sessions").increment(1.0);
         Arc::new(Route {
             mux: self.clone(),
             id: self.next_route.fetch_add(1, Ordering::Relaxed),
@@ -123,19 +123,11 @@ impl UdpMux {
         })
     }
 
-    /// Remote addresses and ufrags currently routed (for tests and metrics).
-    pub fn table_len(&self) -> (usize, usize) {
-        let t = lock(&self.table);
-        (t.by_ufrag.len(), t.by_addr.len())
-    }
-
     fn dispatch(&self, data: &[u8], from: SocketAddr) {
         let route = self.route_for(data, from);
         match route {
             Some(route) => route.deliver(Bytes::copy_from_slice(data), from),
-            None => {
-                self.unrouted.fetch_add(1, Ordering::Relaxed);
-            }
+            None => metrics::counter!("vigil_webrtc_unrouted_datagrams_total").increment(1),
         }
     }
 
@@ -147,6 +139,7 @@ impl UdpMux {
                 if msg.typ.class == CLASS_REQUEST {
                     if let Some(route) = username_ufrag(&msg).and_then(|u| table.by_ufrag.get(&u)?.upgrade()) {
                         table.by_addr.insert(from, Arc::downgrade(&route));
+                        metrics::gauge!("vigil_webrtc_shared_port_addresses").set(table.by_addr.len() as f64);
                         return Some(route);
                     }
                 } else if let Some((route, _)) = table.by_transaction.remove(&msg.transaction_id.0) {
@@ -305,7 +298,7 @@ impl Route {
         if let Some((_, tx)) = inboxes.last()
             && tx.try_send((data, from)).is_err()
         {
-            self.mux.overflowed.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("vigil_webrtc_inbox_dropped_datagrams_total").increment(1);
         }
     }
 
@@ -328,7 +321,10 @@ impl Route {
 
 impl Drop for Route {
     fn drop(&mut self) {
-        lock(&self.mux.table).forget_dead();
+        let mut table = lock(&self.mux.table);
+        table.forget_dead();
+        metrics::gauge!("vigil_webrtc_shared_port_addresses").set(table.by_addr.len() as f64);
+        metrics::gauge!("vigil_webrtc_shared_port_sessions").decrement(1.0);
     }
 }
 
