@@ -174,8 +174,10 @@ fn bad_times_are_400() {
                 assert_refused(&get(&server, &t), &[400], &t);
             }
         }
-        // start after end, and spans too long to export.
-        assert_refused(&get(&server, &format!("{route}?start=2000&end=1000")), &[400, 404], route);
+        // start after end (snapshot.jpg takes no range: it would answer the latest picture).
+        if params.contains(&"start") {
+            assert_refused(&get(&server, &format!("{route}?start=2000&end=1000")), &[400, 404], route);
+        }
     }
     for t in [
         "/api/cameras/test/video.mp4?start=0&end=253402300799999",
