@@ -39,6 +39,7 @@
 //! untrusted bytes are tested with hostile input.
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod auth;
 pub mod capture;
 pub mod config;
