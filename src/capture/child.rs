@@ -5,7 +5,7 @@
 //! on stdout ([`Report`]) and exits on pipeline error or end of stream (a looped `file:`
 //! source seeks back instead). SIGTERM/SIGINT close the open segment cleanly.
 
-use super::pipeline::{DECODEBIN_CAPS, SINK_CAPS, encode_chain, source_description};
+use super::pipeline::{DECODEBIN_CAPS, SINK_CAPS, TEST_OVERLAYS, encode_chain, source_description, test_scene};
 use super::report::Report;
 use crate::config::{CameraConfig, Source};
 use crate::segment::annexb::AuNormalizer;
@@ -28,6 +28,7 @@ struct Totals {
 
 struct Recorder {
     normalizer: AuNormalizer,
+    motion: Option<super::motion::Shared>,
     writer: SegmentWriter,
     totals: Totals,
     failed: Option<String>,
@@ -83,13 +84,15 @@ async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
     let camera_dir = data_dir.join(&cam.name);
     std::fs::create_dir_all(&camera_dir).with_context(|| format!("creating {}", camera_dir.display()))?;
 
+    let motion = cam.motion.then(|| super::motion::Motion::new(&cam, emit));
     let recorder = Arc::new(Mutex::new(Recorder {
         normalizer: AuNormalizer::new(),
+        motion: motion.clone(),
         writer: SegmentWriter::new(&camera_dir, cam.segment_seconds),
         totals: Totals::default(),
         failed: None,
     }));
-    let (pipeline, appsink) = build_pipeline(&cam, &source)?;
+    let (pipeline, appsink) = build_pipeline(&cam, &source, motion.clone())?;
     install_sink(&appsink, recorder.clone());
 
     let bus = pipeline.bus().context("pipeline has no bus")?;
@@ -159,6 +162,9 @@ async fn run_inner(cam: CameraConfig, data_dir: &Path) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => Ok(()),
     };
     let _ = pipeline.set_state(gst::State::Null);
+    if let Some(m) = &motion {
+        m.lock().unwrap_or_else(|p| p.into_inner()).finish();
+    }
     let mut g = recorder.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(closed) = g.writer.finish()? {
         emit(&Report::SegmentClosed {
@@ -195,13 +201,39 @@ fn hardware_encoder_available() -> bool {
     gst::ElementFactory::find("v4l2h264enc").is_some()
 }
 
-fn build_pipeline(cam: &CameraConfig, source: &Source) -> anyhow::Result<(gst::Pipeline, gst_app::AppSink)> {
+/// The raw-video part of a pipeline: the encoder chain, with the motion branch beside it on a
+/// `tee` when motion is analysed.
+fn raw_chain(cam: &CameraConfig, hw: bool, pace: bool, motion: bool) -> String {
+    let enc = encode_chain(cam, hw, pace);
+    if motion { format!("tee name=vigil_raw ! {enc}  vigil_raw. ! {}", super::motion::branch(cam)) } else { enc }
+}
+
+fn build_pipeline(
+    cam: &CameraConfig,
+    source: &Source,
+    motion: Option<super::motion::Shared>,
+) -> anyhow::Result<(gst::Pipeline, gst_app::AppSink)> {
     let src = source_description(cam, source);
     let hw = hardware_encoder_available();
     let pace = matches!(source, Source::File(_));
     let tail = format!("capsfilter name=vigil_out caps=\"{SINK_CAPS}\" ! appsink name=vigil_sink");
     let desc = match source {
-        Source::Test | Source::Libcamera => format!("{src} ! {} ! {tail}", encode_chain(cam, hw, false)),
+        Source::Test | Source::Libcamera => {
+            // The encoder chain ends the tee's first branch; the tail follows it. The test
+            // pattern's clocks are drawn after the tee: motion sees the scene only.
+            let enc = encode_chain(cam, hw, false);
+            let (scene, overlays) = match source {
+                Source::Test => (test_scene(cam), format!("{TEST_OVERLAYS} ! ")),
+                _ => (src, String::new()),
+            };
+            match motion {
+                Some(_) => format!(
+                    "{scene} ! tee name=vigil_raw ! {overlays}{enc} ! {tail}  vigil_raw. ! {}",
+                    super::motion::branch(cam)
+                ),
+                None => format!("{scene} ! {overlays}{enc} ! {tail}"),
+            }
+        }
         _ => format!("{src} ! decodebin name=vigil_dec caps=\"{DECODEBIN_CAPS}\"  {tail}"),
     };
     tracing::debug!(pipeline = %desc, "building pipeline");
@@ -213,6 +245,9 @@ fn build_pipeline(cam: &CameraConfig, source: &Source) -> anyhow::Result<(gst::P
         .by_name("vigil_sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .context("no app sink in pipeline")?;
+    if let Some(m) = &motion {
+        super::motion::attach(pipeline.upcast_ref(), m.clone(), capture_time_us);
+    }
     if let Some(dec) = pipeline.by_name("vigil_dec") {
         let out = pipeline.by_name("vigil_out").context("no output capsfilter")?;
         let cam = cam.clone();
@@ -230,7 +265,7 @@ fn build_pipeline(cam: &CameraConfig, source: &Source) -> anyhow::Result<(gst::P
                 let pace_part = if pace { "identity sync=true ! " } else { "" };
                 format!("{pace_part}queue ! h264parse config-interval=-1")
             } else {
-                encode_chain(&cam, hw, pace)
+                raw_chain(&cam, hw, pace, motion.is_some())
             };
             let bin = match gst::parse::bin_from_description(&branch, true) {
                 Ok(b) => b,
@@ -239,6 +274,9 @@ fn build_pipeline(cam: &CameraConfig, source: &Source) -> anyhow::Result<(gst::P
                     return;
                 }
             };
+            if let Some(m) = &motion {
+                super::motion::attach(bin.upcast_ref(), m.clone(), capture_time_us);
+            }
             if pipeline.add(&bin).is_err() {
                 return;
             }
@@ -278,6 +316,9 @@ fn install_sink(appsink: &gst_app::AppSink, recorder: Arc<Mutex<Recorder>>) {
                 let au = g.normalizer.normalize(map.as_slice(), capture_us);
                 if !au.has_picture {
                     return Ok(gst::FlowSuccess::Ok);
+                }
+                if let Some(m) = &g.motion {
+                    m.lock().unwrap_or_else(|p| p.into_inner()).access_unit(au.data.len(), au.keyframe);
                 }
                 match g.writer.push(&au.data, capture_us, au.keyframe) {
                     Ok(o) => {

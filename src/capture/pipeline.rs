@@ -15,12 +15,7 @@ pub const DECODEBIN_CAPS: &str = "video/x-raw(ANY);video/x-h264";
 pub fn source_description(cam: &CameraConfig, source: &Source) -> String {
     let raw_caps = format!("video/x-raw,width={},height={},framerate={}/1", cam.width, cam.height, cam.fps);
     match source {
-        Source::Test => format!(
-            "videotestsrc is-live=true pattern=smpte ! {raw_caps} ! \
-             clockoverlay time-format=\"%Y-%m-%d %H:%M:%S\" halignment=left valignment=top \
-             shaded-background=true font-desc=\"Sans 24\" ! timeoverlay halignment=right valignment=top \
-             shaded-background=true font-desc=\"Sans 18\""
-        ),
+        Source::Test => format!("{} ! {TEST_OVERLAYS}", test_scene(cam)),
         Source::V4l2(dev) => format!("v4l2src device={} do-timestamp=true", quote(dev)),
         Source::Libcamera => format!("libcamerasrc ! {raw_caps}"),
         Source::Rtsp(url) => format!("rtspsrc location={} latency=200 protocols=tcp+udp", quote(url)),
@@ -31,6 +26,20 @@ pub fn source_description(cam: &CameraConfig, source: &Source) -> String {
         Source::Whip => "fakesrc num-buffers=0".to_owned(),
     }
 }
+
+/// The test pattern's picture, before the clock overlays (what motion detection looks at: the
+/// ticking clock is an annotation, not a change in the scene).
+pub fn test_scene(cam: &CameraConfig) -> String {
+    format!(
+        "videotestsrc is-live=true pattern=smpte ! video/x-raw,width={},height={},framerate={}/1",
+        cam.width, cam.height, cam.fps
+    )
+}
+
+/// The clocks drawn over the test pattern: wall-clock time, and running time with ms.
+pub const TEST_OVERLAYS: &str = "clockoverlay time-format=\"%Y-%m-%d %H:%M:%S\" halignment=left valignment=top \
+     shaded-background=true font-desc=\"Sans 24\" ! timeoverlay halignment=right valignment=top \
+     shaded-background=true font-desc=\"Sans 18\"";
 
 /// The encoder chain for raw video, from raw frames to byte-stream AUs.
 pub fn encode_chain(cam: &CameraConfig, hardware_available: bool, pace_to_clock: bool) -> String {

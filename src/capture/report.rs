@@ -40,6 +40,33 @@ pub enum Report {
         /// Path of the `.h264`.
         path: String,
     },
+    /// Motion was confirmed: an activity range opened (times are capture times).
+    ActivityStarted {
+        /// First confirmed motion (µs since the epoch).
+        start_us: i64,
+        /// Its score (largest moving blob, as a fraction of the picture).
+        peak: f32,
+    },
+    /// The open activity range closed after the camera's merge gap of stillness, or because
+    /// the capture is ending.
+    ActivityEnded {
+        /// The range's start.
+        start_us: i64,
+        /// Its last motion.
+        end_us: i64,
+        /// Its highest score.
+        peak: f32,
+        /// When that was.
+        peak_us: i64,
+    },
+    /// The motion level of one second: the largest moving blob seen in it, as a fraction of
+    /// the picture (0 when nothing moved).
+    MotionLevel {
+        /// Start of the second (µs since the epoch, a multiple of 1 000 000).
+        second_us: i64,
+        /// 0-1.
+        level: f32,
+    },
     /// The pipeline failed; the child exits after sending this.
     Error {
         /// One line: what went wrong.

@@ -98,6 +98,7 @@ pub async fn supervise(
     cmd: ChildCommand,
     status: Arc<CameraStatus>,
     events: EventSink,
+    activity: crate::activity::Sink,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -115,9 +116,14 @@ pub async fn supervise(
         status.set_state(CameraState::Starting, None);
         let started = Instant::now();
         let outcome = match cmd.spawn(&cam).await {
-            Ok((child, stdin)) => run_child(&camera, child, stdin, &status, &sink, &mut shutdown, &mut settings).await,
+            Ok((child, stdin)) => {
+                let out = Outputs { segments: &sink, activity: &activity };
+                run_child(&camera, child, stdin, &status, out, &mut shutdown, &mut settings).await
+            }
             Err(e) => ChildOutcome::Failed(format!("cannot start capture process: {e}"), false),
         };
+        // A child that died mid-range never reported its end.
+        send_activity(&activity, crate::activity::Update::Stopped { camera: camera.clone() });
         drop(sink);
         if live_only {
             clear_live_only(&live_dir);
@@ -201,6 +207,36 @@ pub fn clear_live_only(dir: &std::path::Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Where a child's reports go.
+#[derive(Clone, Copy)]
+struct Outputs<'a> {
+    segments: &'a EventSink,
+    activity: &'a crate::activity::Sink,
+}
+
+fn send_activity(sink: &crate::activity::Sink, u: crate::activity::Update) {
+    if let Some(tx) = sink {
+        // Nobody listening means nobody stores activity; capture goes on regardless.
+        let _ = tx.send(u);
+    }
+}
+
+/// Relays an activity report of `camera`'s child; false for any other report.
+fn relay_activity(camera: &str, r: &Report, sink: &crate::activity::Sink) -> bool {
+    use crate::activity::Update;
+    let camera = camera.to_owned();
+    let u = match *r {
+        Report::ActivityStarted { start_us, peak } => Update::Started { camera, start_us, peak },
+        Report::ActivityEnded { start_us, end_us, peak, peak_us } => {
+            Update::Ended { camera, start_us, end_us, peak, peak_us }
+        }
+        Report::MotionLevel { second_us, level } => Update::Level { camera, second_us, level },
+        _ => return false,
+    };
+    send_activity(sink, u);
+    true
+}
+
 fn send(events: &EventSink, e: SegmentEvent) {
     if let Some(tx) = events {
         // A closed receiver means nobody indexes; recording goes on regardless.
@@ -213,10 +249,11 @@ async fn run_child(
     mut child: Child,
     stdin: tokio::process::ChildStdin,
     status: &CameraStatus,
-    events: &EventSink,
+    out: Outputs<'_>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     settings: &mut tokio::sync::watch::Receiver<Arc<CameraConfig>>,
 ) -> ChildOutcome {
+    let events = out.segments;
     // Kept open for the child's lifetime: commands go here; its end tells the child nothing.
     let _stdin = stdin;
     let Some(stdout) = child.stdout.take() else {
@@ -261,6 +298,8 @@ async fn run_child(
                             data: path.into(),
                         });
                     }
+                    Some(r) if relay_activity(camera, &r, out.activity) => {}
+                    Some(_) => {}
                     None => tracing::debug!(camera, %line, "unrecognised line from capture"),
                 },
                 Ok(None) | Err(_) => {
@@ -283,31 +322,35 @@ async fn run_child(
             }
             changed = settings.changed() => {
                 stop_child(&mut child).await;
-                drain_closed(camera, &mut lines, events).await;
+                drain_closed(camera, &mut lines, out).await;
                 // A dropped settings channel means the camera is gone: stop for good.
                 return if changed.is_ok() { ChildOutcome::Restart } else { ChildOutcome::Shutdown };
             }
             _ = shutdown.changed() => {
                 stop_child(&mut child).await;
-                drain_closed(camera, &mut lines, events).await;
+                drain_closed(camera, &mut lines, out).await;
                 return ChildOutcome::Shutdown;
             }
         }
     }
 }
 
-/// After SIGTERM the child closes its segment and reports it: forward that last report so the
-/// index records the segment as closed now, not at the next start.
+/// After SIGTERM the child closes its segment (and its activity range) and reports it: forward
+/// those last reports so the index records them now, not at the next start.
 async fn drain_closed(
     camera: &str,
     lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-    events: &EventSink,
+    out: Outputs<'_>,
 ) {
     let drain = async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(Report::SegmentClosed { start_us, last_pts_us, frames, bytes, path }) = Report::parse(&line) {
+            let Some(r) = Report::parse(&line) else { continue };
+            if relay_activity(camera, &r, out.activity) {
+                continue;
+            }
+            if let Report::SegmentClosed { start_us, last_pts_us, frames, bytes, path } = r {
                 send(
-                    events,
+                    out.segments,
                     SegmentEvent::Closed {
                         camera: camera.to_owned(),
                         start_us,

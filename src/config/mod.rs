@@ -177,10 +177,36 @@ pub struct CameraConfig {
     /// Whether footage is kept (false: live only, nothing new is recorded — privacy mode).
     #[serde(default = "default_true")]
     pub record: bool,
+    /// Motion detection on this camera (docs/activity.md).
+    #[serde(default = "default_true")]
+    pub motion: bool,
+    /// 1 (only large, strong changes) to 100 (the faintest).
+    #[serde(default = "default_motion_sensitivity")]
+    pub motion_sensitivity: u32,
+    /// Smallest moving blob that counts, as a fraction of the picture.
+    #[serde(default = "default_motion_min_area")]
+    pub motion_min_area: f64,
+    /// Areas to ignore: polygons of `[x, y]` corners as fractions of the width and height.
+    #[serde(default)]
+    pub motion_masks: Vec<Vec<[f64; 2]>>,
+    /// Stillness that closes an activity range.
+    #[serde(default = "default_merge_gap")]
+    pub activity_merge_gap: HumanDuration,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn default_motion_sensitivity() -> u32 {
+    crate::activity::picture::DEFAULT_SENSITIVITY as u32
+}
+fn default_motion_min_area() -> f64 {
+    // activity::picture::DEFAULT_MIN_AREA, written out so JSON shows 0.005, not its f32 value.
+    0.005
+}
+fn default_merge_gap() -> HumanDuration {
+    HumanDuration(Duration::from_micros(crate::activity::ranges::DEFAULT_MERGE_GAP_US as u64))
 }
 
 fn default_source() -> String {
@@ -283,6 +309,20 @@ impl CameraConfig {
             group: None,
             enabled: true,
             record: true,
+            motion: true,
+            motion_sensitivity: default_motion_sensitivity(),
+            motion_min_area: default_motion_min_area(),
+            motion_masks: Vec::new(),
+            activity_merge_gap: default_merge_gap(),
+        }
+    }
+
+    /// The picture stage's settings for this camera (checked by [`CameraConfig::check`]).
+    pub fn motion_settings(&self) -> crate::activity::picture::MotionSettings {
+        crate::activity::picture::MotionSettings {
+            sensitivity: self.motion_sensitivity.min(255) as u8,
+            min_area: self.motion_min_area as f32,
+            masks: self.motion_masks.iter().map(|p| p.iter().map(|[x, y]| (*x as f32, *y as f32)).collect()).collect(),
         }
     }
 
@@ -341,6 +381,13 @@ impl CameraConfig {
             && (g.is_empty() || g.chars().count() > 64 || g.chars().any(|c| c.is_control() || c == ','))
         {
             return bad("group", "1-64 characters, no commas or control characters".into());
+        }
+        if self.motion_sensitivity > 100 {
+            return bad("motion_sensitivity", format!("{} out of range 1-100", self.motion_sensitivity));
+        }
+        self.motion_settings().validate().map_err(|e| FieldError { field: e.field, message: e.message })?;
+        if self.activity_merge_gap.0 > Duration::from_secs(600) {
+            return bad("activity_merge_gap", format!("{} is more than 10m", self.activity_merge_gap));
         }
         Ok(())
     }

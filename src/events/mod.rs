@@ -53,6 +53,30 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Motion was confirmed on a camera: an activity range opened.
+    ActivityStart {
+        /// First confirmed motion (capture time, RFC 3339 UTC with milliseconds).
+        start: String,
+        /// The same as Unix milliseconds.
+        start_ms: i64,
+        /// Score so far: the largest moving blob, as a fraction of the picture.
+        peak: f64,
+    },
+    /// An activity range closed after the camera's merge gap of stillness.
+    ActivityEnd {
+        /// First confirmed motion.
+        start: String,
+        /// Last motion.
+        end: String,
+        /// `start` as Unix milliseconds.
+        start_ms: i64,
+        /// `end` as Unix milliseconds.
+        end_ms: i64,
+        /// Highest score.
+        peak: f64,
+        /// When it was (Unix milliseconds): the moment to thumbnail.
+        peak_ms: i64,
+    },
 }
 
 impl EventKind {
@@ -63,6 +87,25 @@ impl EventKind {
             EventKind::CameraChanged { .. } => "camera_changed",
             EventKind::CameraRemoved => "camera_removed",
             EventKind::CameraState { .. } => "camera_state",
+            EventKind::ActivityStart { .. } => "activity_start",
+            EventKind::ActivityEnd { .. } => "activity_end",
+        }
+    }
+
+    /// `activity_start` for a range that opened at `start_us` (µs since the epoch).
+    pub fn activity_start(start_us: i64, peak: f64) -> Self {
+        EventKind::ActivityStart { start: rfc3339_ms(start_us), start_ms: start_us.div_euclid(1000), peak }
+    }
+
+    /// `activity_end` for a range `start_us..=end_us` that peaked at `peak_us`.
+    pub fn activity_end(start_us: i64, end_us: i64, peak: f64, peak_us: i64) -> Self {
+        EventKind::ActivityEnd {
+            start: rfc3339_ms(start_us),
+            end: rfc3339_ms(end_us),
+            start_ms: start_us.div_euclid(1000),
+            end_ms: end_us.div_euclid(1000),
+            peak,
+            peak_ms: peak_us.div_euclid(1000),
         }
     }
 }

@@ -404,6 +404,10 @@ mod tests {
                 include_str!("../../migrations/sqlite/0002_camera_registry.sql"),
                 include_str!("../../migrations/postgres/0002_camera_registry.sql"),
             ),
+            (
+                include_str!("../../migrations/sqlite/0003_activity.sql"),
+                include_str!("../../migrations/postgres/0003_activity.sql"),
+            ),
         ];
         for (sqlite, postgres) in pairs {
             assert_eq!(cols(sqlite), cols(postgres));

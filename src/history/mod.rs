@@ -6,6 +6,8 @@
 //!   in-memory copy of each camera's segment times that listings read.
 //! - [`service`]: segment events → rows, crash recovery, retention and garbage collection.
 //! - [`retention`]: the sans-IO retention planner.
+//! - [`activity`]: activity ranges and motion levels from the capture side → rows and
+//!   `activity_start`/`activity_end` events; [`activity_api`]: their routes.
 //! - [`api`]: the HTTP routes (recordings, `video.mp4`, `snapshot.jpg`, `thumbnail.jpg`);
 //!   [`time`]: times in requests, bounded; [`listing`]: runs and the listing JSON;
 //!   [`snapshot`]: JPEGs; [`thumbnail`]: one per segment, made when it closes.
@@ -41,6 +43,8 @@
 //!
 //! Specs: ISO/IEC 14496-12 (ISO BMFF), ISO/IEC 14496-15 (AVC in ISO BMFF), ITU-T H.264.
 
+pub mod activity;
+pub mod activity_api;
 pub mod api;
 pub mod boxes;
 pub mod cache;

@@ -125,6 +125,7 @@ impl History {
             total += ids.len();
         }
         self.collect_garbage().await?;
+        super::activity::delete_camera(&self.index, camera).await?;
         Ok(total)
     }
 

@@ -104,8 +104,10 @@ pub fn time_range_at(
     default_span_us: i64,
     now_us: i64,
 ) -> Result<(i64, i64), ApiError> {
-    let end = end.map(parse_time).transpose()?.unwrap_or(now_us.clamp(MIN_TIME_US, MAX_TIME_US));
-    let start = start.map(parse_time).transpose()?.unwrap_or(end.saturating_sub(default_span_us).max(MIN_TIME_US));
+    let named = |field: &str, t: &str| parse_time(t).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")));
+    let end = end.map(|t| named("end", t)).transpose()?.unwrap_or(now_us.clamp(MIN_TIME_US, MAX_TIME_US));
+    let start =
+        start.map(|t| named("start", t)).transpose()?.unwrap_or(end.saturating_sub(default_span_us).max(MIN_TIME_US));
     if start >= end {
         return Err(ApiError::BadRequest("start must be before end".into()));
     }

@@ -91,6 +91,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     tracing::info!(?recovered, cameras = registry.snapshot().len(), "index ready");
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let history_task = tokio::spawn(history.as_ref().clone().run(events_rx));
+    let (activity_tx, activity_rx) = tokio::sync::mpsc::unbounded_channel();
+    let activity_task = tokio::spawn(crate::history::activity::run(history.index().clone(), bus.clone(), activity_rx));
 
     let listen = cfg.server.listen;
     let udp_ip = match listen.ip() {
@@ -143,6 +145,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
         child,
         segment_events: Some(events_tx),
+        activity: Some(activity_tx),
         shutdown: shutdown_rx.clone(),
         live: live.clone(),
         ingest: ingest.clone(),
@@ -188,6 +191,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     })))
     .merge(crate::events::sse::router(bus.clone()))
     .merge(crate::history::api::router(history.clone()))
+    .merge(crate::history::activity_api::router(history.clone()))
     .merge(crate::auth::router(auth.clone()));
     // One guard per listener: it sets the cookie flags for its transport. Body limits come
     // first, so no handler (login included) reads an unbounded body.
@@ -286,6 +290,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     runtime.close_segment_events();
     if tokio::time::timeout(Duration::from_secs(5), history_task).await.is_err() {
         tracing::warn!("index did not finish in time; recovery will complete it at the next start");
+    }
+    if tokio::time::timeout(Duration::from_secs(2), activity_task).await.is_err() {
+        tracing::warn!("activity did not finish in time; open ranges close at the next start");
     }
     Ok(())
 }

@@ -79,6 +79,8 @@ pub struct Runtime {
     child: ChildCommand,
     /// Where segment events go; emptied at shutdown so the index sees the channel close.
     segment_events: Mutex<EventSink>,
+    /// Where activity from capture children goes; emptied at shutdown like `segment_events`.
+    activity: Mutex<crate::activity::Sink>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     live: Arc<Live>,
     ingest: Arc<Ingest>,
@@ -99,6 +101,8 @@ pub struct RuntimeParts {
     pub child: ChildCommand,
     /// Where segment events go (the history service).
     pub segment_events: EventSink,
+    /// Where activity from capture children goes (the history service).
+    pub activity: crate::activity::Sink,
     /// Server shutdown.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Live viewing.
@@ -121,6 +125,7 @@ impl Runtime {
             data_dir: p.data_dir,
             child: p.child,
             segment_events: Mutex::new(p.segment_events),
+            activity: Mutex::new(p.activity),
             shutdown: p.shutdown,
             live: p.live,
             ingest: p.ingest,
@@ -158,6 +163,7 @@ impl Runtime {
     /// history service sees the channel close once the last writer is done.
     pub fn close_segment_events(&self) {
         self.segment_events.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.activity.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// The status of a running camera.
@@ -270,8 +276,15 @@ impl Runtime {
             }
         } else {
             let (tx, rx) = tokio::sync::watch::channel(Arc::new(cam.clone()));
-            let task =
-                tokio::spawn(supervise(rx, self.child.clone(), status.clone(), self.sink(), self.shutdown.clone()));
+            let activity = self.activity.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let task = tokio::spawn(supervise(
+                rx,
+                self.child.clone(),
+                status.clone(),
+                self.sink(),
+                activity,
+                self.shutdown.clone(),
+            ));
             Source::Capture { settings: tx, task }
         }
     }

@@ -33,6 +33,45 @@ use anyhow::{Context, Result, bail};
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
+// Server-Sent Events
+// ---------------------------------------------------------------------------------------------
+
+/// Subscribes to `GET /api/events{query}`; returns the stream once the response headers are in.
+pub fn subscribe(port: u16, query: &str) -> (std::net::TcpStream, Vec<u8>) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    write!(s, "GET /api/events{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    let got = read_until(&mut s, Vec::new(), |t| t.contains("\r\n\r\n"));
+    (s, got)
+}
+
+/// Reads more of `s` into `got` until `until` holds for all of it (or 15 s pass).
+pub fn read_until(s: &mut std::net::TcpStream, got: Vec<u8>, until: impl Fn(&str) -> bool) -> Vec<u8> {
+    read_until_within(s, got, Duration::from_secs(15), until)
+}
+
+/// [`read_until`] with a deadline of `within`.
+pub fn read_until_within(
+    s: &mut std::net::TcpStream,
+    mut got: Vec<u8>,
+    within: Duration,
+    until: impl Fn(&str) -> bool,
+) -> Vec<u8> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline && !until(&String::from_utf8_lossy(&got)) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    got
+}
+
+// ---------------------------------------------------------------------------------------------
 // Serialising tests that run a server
 // ---------------------------------------------------------------------------------------------
 

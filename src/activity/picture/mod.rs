@@ -10,6 +10,11 @@
 /// Pictures in a row with a blob before motion is confirmed (at 5 pictures/s: 0.4 s).
 pub const CONFIRM: u32 = 2;
 
+/// Default `sensitivity`.
+pub const DEFAULT_SENSITIVITY: u8 = 50;
+/// Default `min_area`.
+pub const DEFAULT_MIN_AREA: f32 = 0.005;
+
 /// Settings of one camera's detector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MotionSettings {
@@ -23,35 +28,37 @@ pub struct MotionSettings {
 
 impl Default for MotionSettings {
     fn default() -> Self {
-        Self { sensitivity: 50, min_area: 0.005, masks: Vec::new() }
+        Self { sensitivity: DEFAULT_SENSITIVITY, min_area: DEFAULT_MIN_AREA, masks: Vec::new() }
     }
 }
 
 /// Why settings were refused (the message names the field).
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SettingsError {
-    /// Out of range or malformed.
-    #[error("{0}")]
-    Invalid(String),
+#[error("{field}: {message}")]
+pub struct SettingsError {
+    /// The camera key (`motion_sensitivity`, `motion_min_area`, `motion_masks`).
+    pub field: &'static str,
+    /// Why, in one line.
+    pub message: String,
 }
 
 impl MotionSettings {
     /// Checks ranges: sensitivity 1-100, min_area in (0, 1], masks of 3+ corners inside the
     /// picture.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let bad = |m: String| Err(SettingsError::Invalid(m));
+        let bad = |field, message: String| Err(SettingsError { field, message });
         if !(1..=100).contains(&self.sensitivity) {
-            return bad(format!("motion_sensitivity {}: expected 1-100", self.sensitivity));
+            return bad("motion_sensitivity", format!("{} out of range 1-100", self.sensitivity));
         }
         if !(self.min_area > 0.0 && self.min_area <= 1.0) {
-            return bad(format!("motion_min_area {}: expected a fraction of the picture in (0, 1]", self.min_area));
+            return bad("motion_min_area", format!("{}: expected a fraction of the picture in (0, 1]", self.min_area));
         }
         for (i, m) in self.masks.iter().enumerate() {
             if m.len() < 3 {
-                return bad(format!("motion_masks[{i}]: a polygon needs at least 3 corners, got {}", m.len()));
+                return bad("motion_masks", format!("polygon {i}: needs at least 3 corners, got {}", m.len()));
             }
             if let Some((x, y)) = m.iter().find(|(x, y)| !(0.0..=1.0).contains(x) || !(0.0..=1.0).contains(y)) {
-                return bad(format!("motion_masks[{i}]: corner ({x}, {y}) is outside the picture (0..1)"));
+                return bad("motion_masks", format!("polygon {i}: corner ({x}, {y}) is outside the picture (0-1)"));
             }
         }
         Ok(())
@@ -77,6 +84,10 @@ pub struct PictureDetector {
     height: usize,
     /// Running average, in 1/16 grey levels.
     average: Vec<i32>,
+    /// Each pixel's usual difference from the average (1/16 grey levels): high where the
+    /// picture is always changing (a snowy test pattern, water, leaves), so that only a change
+    /// well beyond it counts there.
+    deviation: Vec<i32>,
     /// Pixels to look at (outside every mask).
     unmasked: Vec<bool>,
     unmasked_count: usize,
@@ -88,6 +99,12 @@ pub struct PictureDetector {
 const FOLLOW_SHIFT: i32 = 3;
 /// Pictures before the average is trusted.
 const WARM_UP: u64 = 4;
+/// A pixel counts as changed only beyond this many times its usual deviation (where that is
+/// above the picture's threshold: a region that is always changing).
+const DEVIATION_K: i32 = 3;
+/// How fast a pixel's usual deviation follows, in pictures without a blob: 1/32 per picture.
+/// Pictures with a blob teach it nothing, so motion that stays in one place stays motion.
+const DEVIATION_FOLLOW_SHIFT: i32 = 5;
 
 impl PictureDetector {
     /// A detector with `settings` (validated by the caller).
@@ -97,6 +114,7 @@ impl PictureDetector {
             width: 0,
             height: 0,
             average: Vec::new(),
+            deviation: Vec::new(),
             unmasked: Vec::new(),
             unmasked_count: 0,
             seen: 0,
@@ -131,27 +149,42 @@ impl PictureDetector {
             }
         }
         let shift = if n > 0 { (sum / n) as i32 } else { 0 };
-        // Per-pixel differences (in grey levels) and their histogram, for the noise level.
-        let mut diff = vec![0u8; grey.len()];
+        // Per-pixel differences (in 1/16 grey levels) and their histogram in grey levels, for
+        // the noise level.
+        let mut diff = vec![0i32; grey.len()];
         let mut histogram = [0u32; 256];
         for (i, (&p, &a)) in grey.iter().zip(&self.average).enumerate() {
             if self.unmasked[i] {
-                let d = (((i32::from(p) << 4) - a - shift).abs() >> 4).min(255) as u8;
+                let d = ((i32::from(p) << 4) - a - shift).abs();
                 diff[i] = d;
-                histogram[usize::from(d)] += 1;
+                histogram[(d >> 4).min(255) as usize] += 1;
             }
         }
-        let threshold = self.threshold(&histogram);
+        let threshold = i32::from(self.threshold(&histogram)) << 4;
         for (a, &p) in self.average.iter_mut().zip(grey) {
             *a += ((i32::from(p) << 4) - *a) >> FOLLOW_SHIFT;
         }
         if self.seen <= WARM_UP {
+            // The usual deviation: the mean of the differences so far.
+            let n = (self.seen - 1) as i32;
+            for (dev, &d) in self.deviation.iter_mut().zip(&diff) {
+                *dev += (d - *dev) / n;
+            }
             return none;
         }
-        let changed: Vec<bool> = diff.iter().map(|&d| d > threshold).collect();
+        let changed: Vec<bool> = diff
+            .iter()
+            .zip(&self.deviation)
+            .map(|(&d, &dev)| d > if dev > threshold { DEVIATION_K * dev } else { threshold })
+            .collect();
         let largest = largest_blob(&changed, width, height);
         let score = largest as f32 / self.unmasked_count.max(1) as f32;
         let blob = score >= self.settings.min_area;
+        if !blob {
+            for (dev, &d) in self.deviation.iter_mut().zip(&diff) {
+                *dev += (d - *dev) >> DEVIATION_FOLLOW_SHIFT;
+            }
+        }
         self.in_a_row = if blob { self.in_a_row.saturating_add(1) } else { 0 };
         Verdict { score, blob, motion: self.in_a_row >= CONFIRM }
     }
@@ -180,6 +213,7 @@ impl PictureDetector {
         self.width = width;
         self.height = height;
         self.average = vec![0; width * height];
+        self.deviation = vec![0; width * height];
         self.unmasked = vec![true; width * height];
         for mask in &self.settings.masks {
             for y in 0..height {

@@ -83,6 +83,45 @@ fn a_moving_object_over_noise_is_motion_within_a_few_pictures() {
     assert!(!after.last().unwrap().motion, "a parked object is not motion forever");
 }
 
+/// `p` with snow in the rectangle `x0..x1` × `y0..y1`, every pixel random every picture:
+/// full-range (0-255), or as the SMPTE test pattern's snowy corner looks scaled down to 160
+/// px (about 125 ± 37); water and leaves are milder.
+fn with_snow(mut p: Vec<u8>, noise: &mut Noise, (x0, x1, y0, y1): (usize, usize, usize, usize)) -> Vec<u8> {
+    let full = noise.next().is_multiple_of(2);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            p[y * W + x] = if full {
+                (noise.next() % 256) as u8
+            } else {
+                (125 + noise.around(64) + noise.around(64)).clamp(0, 255) as u8
+            };
+        }
+    }
+    p
+}
+
+#[test]
+fn a_region_that_always_changes_is_not_motion_but_motion_beside_it_is() {
+    let mut n = Noise(13);
+    let corner = (120, 160, 67, 90); // 6.4 % of the picture
+    let mut d = PictureDetector::new(MotionSettings::default());
+    let v = run(&mut d, (0..150).map(|_| with_snow(picture(&mut n, 100, 6, &[]), &mut n, corner)));
+    assert!(v.iter().all(|v| !v.motion), "snow made motion: {:?}", v.iter().position(|v| v.motion));
+    let moving = (0..20).map(|i| with_snow(picture(&mut n, 100, 6, &[(5 + 4 * i, 20, 16, 220)]), &mut n, corner));
+    assert!(run(&mut d, moving).iter().filter(|v| v.motion).count() >= 15, "motion beside the snow was missed");
+}
+
+#[test]
+fn motion_that_stays_in_one_place_stays_motion() {
+    // Someone working at one spot for 20 s: an object moving back and forth over 20 px.
+    let mut n = Noise(17);
+    let mut d = PictureDetector::new(MotionSettings::default());
+    run(&mut d, (0..20).map(|_| picture(&mut n, 90, 8, &[])));
+    let v = run(&mut d, (0..100).map(|i| picture(&mut n, 90, 8, &[(60 + [0, 10, 20, 10][i % 4], 30, 16, 210)])));
+    let moving = v.iter().filter(|v| v.motion).count();
+    assert!(moving >= 85, "only {moving} of 100 pictures were motion");
+}
+
 #[test]
 fn small_objects_and_masked_areas_do_not_count() {
     let mut n = Noise(5);
@@ -104,15 +143,17 @@ fn settings_out_of_range_are_refused_naming_the_field() {
     let ok = MotionSettings::default();
     assert_eq!(ok.validate(), Ok(()));
     let e = |s: MotionSettings| s.validate().unwrap_err().to_string();
-    assert!(e(MotionSettings { sensitivity: 0, ..ok.clone() }).starts_with("motion_sensitivity 0"));
-    assert!(e(MotionSettings { sensitivity: 101, ..ok.clone() }).starts_with("motion_sensitivity 101"));
+    assert!(e(MotionSettings { sensitivity: 0, ..ok.clone() }).starts_with("motion_sensitivity: 0"));
+    assert!(e(MotionSettings { sensitivity: 101, ..ok.clone() }).starts_with("motion_sensitivity: 101"));
     assert!(e(MotionSettings { min_area: 0.0, ..ok.clone() }).starts_with("motion_min_area"));
     assert!(e(MotionSettings { min_area: f32::NAN, ..ok.clone() }).starts_with("motion_min_area"));
     assert!(
-        e(MotionSettings { masks: vec![vec![(0.0, 0.0), (1.0, 1.0)]], ..ok.clone() }).starts_with("motion_masks[0]")
+        e(MotionSettings { masks: vec![vec![(0.0, 0.0), (1.0, 1.0)]], ..ok.clone() })
+            .starts_with("motion_masks: polygon 0")
     );
     let outside = vec![(0.0, 0.0), (1.2, 0.0), (0.5, 0.5)];
-    assert!(e(MotionSettings { masks: vec![outside], ..ok }).contains("outside the picture"));
+    assert!(e(MotionSettings { masks: vec![outside], ..ok.clone() }).contains("outside the picture"));
+    assert_eq!(MotionSettings { sensitivity: 0, ..ok }.validate().unwrap_err().field, "motion_sensitivity");
 }
 
 #[test]

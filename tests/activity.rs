@@ -1,0 +1,206 @@
+//! Motion detection end to end, on a source vigil encodes: a raw-video file played at its
+//! frame rate through a `pipeline:` camera (so vigil's encoder and the motion branch before
+//! it run as for a V4L2 or Pi camera). The file is a still scene with sensor noise for 8 s,
+//! a square crossing it from 8 s to 14 s, stillness, then from 18 s to 30 s a slow brightness
+//! ramp (a dawn). The truth is known frame by frame; the server must find one range, within
+//! 1 s of it, announce it on `GET /api/events`, and draw no motion for noise or the ramp.
+//!
+//! * `motion_is_one_range_and_noise_and_dawn_are_none`: the ranges API, the levels API, the
+//!   SSE events and the peak thumbnail.
+//! * `motion_settings_out_of_range_are_refused_naming_the_field`: 400s from the camera API and
+//!   the levels API, the old settings kept.
+
+mod common;
+
+use common::{Server, http, read_until_within, serial, subscribe, wait_for};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+const W: usize = 320;
+const H: usize = 180;
+const FPS: usize = 10;
+/// Frames of the file (30 s).
+const FRAMES: usize = 300;
+/// The square crosses during these frames (8 s to 14 s).
+const MOTION: std::ops::Range<usize> = 80..140;
+/// The brightness ramp (18 s to 30 s).
+const RAMP_FROM: usize = 180;
+
+/// Writes the raw I420 file: a still scene (gradient and blocks) with ±4 levels of noise per
+/// pixel and frame, the square during [`MOTION`], a +40 level ramp from [`RAMP_FROM`].
+fn write_scene(path: &Path) {
+    let mut seed = 0x2545_f491u32;
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed % 9) as i32 - 4
+    };
+    let mut out = Vec::with_capacity(W * H * 3 / 2 * FRAMES);
+    for f in 0..FRAMES {
+        let lift = if f >= RAMP_FROM { ((f - RAMP_FROM) * 40 / (FRAMES - RAMP_FROM)) as i32 } else { 0 };
+        let square = MOTION.contains(&f).then(|| (f - MOTION.start) * (W - 40) / MOTION.len());
+        for y in 0..H {
+            for x in 0..W {
+                let mut v = 70 + (x * 60 / W) as i32 + if (x / 40 + y / 45) % 2 == 0 { 20 } else { 0 };
+                if let Some(x0) = square
+                    && (x0..x0 + 40).contains(&x)
+                    && (70..110).contains(&y)
+                {
+                    v = 225;
+                }
+                out.push((v + lift + noise()).clamp(0, 255) as u8);
+            }
+        }
+        out.extend(std::iter::repeat_n(128u8, W * H / 2)); // chroma: grey
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn config(scene: &Path) -> String {
+    format!(
+        r#"
+[[cameras]]
+name = "yard"
+source = "pipeline:filesrc location={} ! rawvideoparse width={W} height={H} format=i420 framerate={FPS}/1 ! identity sync=true"
+width = {W}
+height = {H}
+fps = {FPS}
+bitrate_kbps = 400
+segment_seconds = 10
+"#,
+        scene.display()
+    )
+}
+
+fn get_json(server: &Server, path: &str) -> (u16, Value) {
+    let r = http("GET", &server.url(path), &[], None).unwrap_or_else(|e| panic!("GET {path}: {e:#}"));
+    (r.status, serde_json::from_str(&r.body).unwrap_or(Value::String(r.body)))
+}
+
+/// Capture time (ms) of the file's first frame: the start of the camera's first segment.
+fn first_frame_ms(server: &Server) -> i64 {
+    wait_for(Duration::from_secs(20), "the first segment", || {
+        let (_, v) = get_json(server, "/api/cameras/yard/recordings?segments=true&start=0");
+        v["segments"][0]["start_ms"].as_i64()
+    })
+    .unwrap()
+}
+
+/// The SSE events of `kind` in `text`, as JSON.
+fn events(text: &str, kind: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter(|e| e.lines().any(|l| l == format!("event: {kind}")))
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[test]
+fn motion_is_one_range_and_noise_and_dawn_are_none() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.yuv");
+    write_scene(&scene);
+    let server = Server::start(&config(&scene));
+    let (mut sse, head) = subscribe(server.port(), "?types=activity_start,activity_end&camera=yard");
+    let t0 = first_frame_ms(&server);
+    let (truth_start, truth_end) = (t0 + (MOTION.start * 1000 / FPS) as i64, t0 + (MOTION.end * 1000 / FPS) as i64);
+
+    // The range closes 5 s (the merge gap) after the square left: by 19 s of the file.
+    let text = read_until_within(&mut sse, head, Duration::from_secs(40), |t| t.contains("event: activity_end"));
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let started = events(&text, "activity_start");
+    let ended = events(&text, "activity_end");
+    assert_eq!((started.len(), ended.len()), (1, 1), "one range announced:\n{text}\n{}", server.log());
+    let (s_ms, e_ms) = (ended[0]["start_ms"].as_i64().unwrap(), ended[0]["end_ms"].as_i64().unwrap());
+    assert_eq!(started[0]["start_ms"].as_i64(), Some(s_ms));
+    assert_eq!(ended[0]["camera"], "yard");
+    assert!((s_ms - truth_start).abs() <= 1000, "start {s_ms} vs truth {truth_start}");
+    assert!((e_ms - truth_end).abs() <= 1000, "end {e_ms} vs truth {truth_end}");
+
+    // The whole file has played (the ramp included); the pipeline then ends and restarts.
+    std::thread::sleep(Duration::from_millis((t0 + 31_000 - now_ms()).max(0) as u64));
+    let (status, v) = get_json(&server, &format!("/api/cameras/yard/activity?start={t0}&end={}", t0 + 30_000));
+    assert_eq!(status, 200, "{v}");
+    let ranges = v["ranges"].as_array().unwrap();
+    assert_eq!(ranges.len(), 1, "noise and the dawn ramp made no range: {v}");
+    let r = &ranges[0];
+    assert_eq!((r["start_ms"].as_i64(), r["end_ms"].as_i64()), (Some(s_ms), Some(e_ms)));
+    assert!(r["peak"].as_f64().unwrap() > 0.01, "{r}");
+    let peak_ms = r["peak_ms"].as_i64().unwrap();
+    assert!((s_ms..=e_ms).contains(&peak_ms), "{r}");
+    let thumb = http("GET", &server.url(r["thumbnail"].as_str().unwrap()), &[], None).unwrap();
+    assert_eq!((thumb.status, thumb.header("content-type")), (200, Some("image/jpeg")), "{}", thumb.body);
+
+    let (status, v) =
+        get_json(&server, &format!("/api/cameras/yard/activity/levels?start={t0}&end={}&step=1s", t0 + 30_000));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["step_ms"], 1000);
+    let levels: Vec<Option<f64>> = v["levels"].as_array().unwrap().iter().map(Value::as_f64).collect();
+    assert!(levels.len() >= 30, "{v}");
+    // Second k of the levels covers file time [k - offset, k + 1 - offset), offset < 1 s.
+    let still: Vec<usize> = (1..7).chain(16..29).collect();
+    assert!(still.iter().all(|&k| levels[k] == Some(0.0)), "no motion while still or in the ramp: {levels:?}");
+    assert!((9..13).all(|k| levels[k].unwrap_or(0.0) > 0.01), "motion while the square crosses: {levels:?}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn motion_settings_out_of_range_are_refused_naming_the_field() {
+    let _serial = serial();
+    let server = Server::start_default();
+    let post = |body: Value| {
+        let r =
+            http("POST", &server.url("/api/cameras"), &[("Content-Type", "application/json")], Some(&body.to_string()))
+                .unwrap();
+        (r.status, r.body)
+    };
+    let (status, text) =
+        post(json!({"name": "front", "width": 320, "height": 240, "fps": 10, "motion_sensitivity": 0}));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("motion_sensitivity"), "{text}");
+    let (status, text) = post(json!({"name": "front", "width": 320, "height": 240, "fps": 10, "bitrate_kbps": 300}));
+    assert_eq!(status, 201, "{text}");
+    let patch = |body: Value| {
+        let r = http(
+            "PATCH",
+            &server.url("/api/cameras/front"),
+            &[("Content-Type", "application/merge-patch+json")],
+            Some(&body.to_string()),
+        )
+        .unwrap();
+        (r.status, r.body)
+    };
+    for (body, field) in [
+        (json!({"motion_sensitivity": 0}), "motion_sensitivity"),
+        (json!({"motion_sensitivity": 101}), "motion_sensitivity"),
+        (json!({"motion_min_area": 0}), "motion_min_area"),
+        (json!({"motion_min_area": 1.5}), "motion_min_area"),
+        (json!({"motion_masks": [[[0.1, 0.1], [0.5, 0.1]]]}), "motion_masks"),
+        (json!({"motion_masks": [[[0.1, 0.1], [1.5, 0.1], [0.5, 0.5]]]}), "motion_masks"),
+        (json!({"motion_masks": "everywhere"}), "motion_masks"),
+        (json!({"activity_merge_gap": "2h"}), "activity_merge_gap"),
+    ] {
+        let (status, text) = patch(body.clone());
+        assert_eq!(status, 400, "{body}: {text}");
+        assert!(text.contains(field), "{body}: the reason names {field}: {text}");
+    }
+    let cam = server.camera("front");
+    assert_eq!((cam["motion"].as_bool(), cam["motion_sensitivity"].as_u64()), (Some(true), Some(50)), "{cam}");
+    let (status, text) = patch(json!({"motion_sensitivity": 80, "motion_masks": [[[0, 0], [0.5, 0], [0.5, 0.5]]]}));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(server.camera("front")["motion_sensitivity"], 80);
+
+    for (q, word) in [("step=500ms", "step"), ("step=1s&start=0&end=86400000", "step"), ("start=yesterday", "start")] {
+        let r = http("GET", &server.url(&format!("/api/cameras/front/activity/levels?{q}")), &[], None).unwrap();
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(r.body.contains(word), "{q}: {}", r.body);
+    }
+    let r = http("GET", &server.url("/api/cameras/nobody/activity"), &[], None).unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+}
