@@ -10,6 +10,7 @@
 //! Runs on the capture/ingest side, never in the HTTP path.
 
 pub mod bitstream;
+pub mod path;
 pub mod picture;
 pub mod ranges;
 

@@ -245,8 +245,13 @@ fn build_pipeline(
         .by_name("vigil_sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .context("no app sink in pipeline")?;
-    if let Some(m) = &motion {
-        super::motion::attach(pipeline.upcast_ref(), m.clone(), capture_time_us);
+    if let Some(m) = &motion
+        && super::motion::attach(pipeline.upcast_ref(), m.clone(), capture_time_us)
+    {
+        m.lock().unwrap_or_else(|p| p.into_inner()).set_path(crate::activity::path::Path::Picture);
+    }
+    if motion.is_none() {
+        emit(&Report::MotionPath { path: crate::activity::path::Path::Off.as_str().to_owned() });
     }
     if let Some(dec) = pipeline.by_name("vigil_dec") {
         let out = pipeline.by_name("vigil_out").context("no output capsfilter")?;
@@ -263,7 +268,14 @@ fn build_pipeline(
                 "fakesink sync=false async=false".to_string()
             } else if name == "video/x-h264" {
                 let pace_part = if pace { "identity sync=true ! " } else { "" };
-                format!("{pace_part}queue ! h264parse config-interval=-1")
+                let parse = format!("{pace_part}queue ! h264parse config-interval=-1");
+                match motion {
+                    // The recording branch is the bin's unlinked source pad.
+                    Some(_) => {
+                        format!("{parse} ! tee name=vigil_au ! queue  vigil_au. ! {}", super::motion::decode_branch())
+                    }
+                    None => parse,
+                }
             } else {
                 raw_chain(&cam, hw, pace, motion.is_some())
             };
@@ -274,8 +286,17 @@ fn build_pipeline(
                     return;
                 }
             };
-            if let Some(m) = &motion {
+            if let Some(m) = &motion
+                && first_video
+            {
                 super::motion::attach(bin.upcast_ref(), m.clone(), capture_time_us);
+                let gate = Arc::new(super::motion::Gate::default());
+                let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+                if super::motion::attach_gate(bin.upcast_ref(), gate.clone()) {
+                    g.pass_through(gate);
+                } else {
+                    g.set_path(crate::activity::path::Path::Picture);
+                }
             }
             if pipeline.add(&bin).is_err() {
                 return;
@@ -318,7 +339,7 @@ fn install_sink(appsink: &gst_app::AppSink, recorder: Arc<Mutex<Recorder>>) {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 if let Some(m) = &g.motion {
-                    m.lock().unwrap_or_else(|p| p.into_inner()).access_unit(au.data.len(), au.keyframe);
+                    m.lock().unwrap_or_else(|p| p.into_inner()).access_unit(au.data.len(), au.keyframe, capture_us);
                 }
                 match g.writer.push(&au.data, capture_us, au.keyframe) {
                     Ok(o) => {

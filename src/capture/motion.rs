@@ -5,13 +5,19 @@
 //!
 //! The branch may drop pictures (a leaky queue of one): a slow analysis never holds back
 //! recording. Access unit sizes feed the bitstream score from the recording path.
+//!
+//! Pass-through sources (H.264 from the camera) have no raw frames: a `tee` after the parser
+//! feeds [`decode_branch`], whose [`Gate`] passes every access unit or keyframes only, as
+//! [`crate::activity::path`] decides.
 
 use super::report::Report;
 use crate::activity::bitstream::BitstreamScore;
+use crate::activity::path::{Chooser, Path};
 use crate::activity::picture::PictureDetector;
 use crate::activity::ranges::{Change, RangeTracker};
 use crate::config::CameraConfig;
 use gst::prelude::*;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Width of the analysed pictures.
@@ -37,11 +43,64 @@ pub fn branch(cam: &CameraConfig) -> String {
     )
 }
 
+/// Name of the decoder in [`decode_branch`].
+pub const DECODER_NAME: &str = "vigil_motion_dec";
+/// Name of the queue before it.
+pub const QUEUE_NAME: &str = "vigil_motion_q";
+
+/// The branch from an H.264 `tee` (parsed, byte-stream AUs) to the motion app sink: a queue
+/// of up to 2 s that drops when analysis falls behind (the [`Gate`] then waits for a
+/// keyframe), one decoder thread, and only [`RATE`] pictures per second scaled and converted.
+pub fn decode_branch() -> String {
+    format!(
+        "queue name={QUEUE_NAME} max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 leaky=downstream ! \
+         avdec_h264 name={DECODER_NAME} max-threads=1 output-corrupt=false ! videorate max-rate={RATE} ! \
+         videoscale ! videoconvert ! video/x-raw,format=GRAY8,width={WIDTH},pixel-aspect-ratio=1/1 ! \
+         appsink name={SINK_NAME} sync=false max-buffers=1 drop=true"
+    )
+}
+
+/// What the decoder of a pass-through camera is given.
+#[derive(Debug, Default)]
+pub struct Gate(AtomicU8);
+
+const EVERY: u8 = 0;
+const KEYS: u8 = 1;
+const WAIT_KEY: u8 = 2;
+
+impl Gate {
+    /// Whether an access unit goes to the decoder. Waiting for a keyframe (after a drop, or
+    /// when every frame is wanted again) ends at the next one.
+    pub fn pass(&self, keyframe: bool) -> bool {
+        match self.0.load(Ordering::Relaxed) {
+            EVERY => true,
+            WAIT_KEY if keyframe => {
+                self.0.store(EVERY, Ordering::Relaxed);
+                true
+            }
+            _ => keyframe,
+        }
+    }
+
+    /// Decode keyframes only (`false`) or every frame from the next keyframe on (`true`).
+    pub fn every_frame(&self, every: bool) {
+        self.0.store(if every { WAIT_KEY } else { KEYS }, Ordering::Relaxed);
+    }
+
+    /// Frames were dropped before the decoder: its references are gone until a keyframe.
+    pub fn dropped(&self) {
+        let _ = self.0.compare_exchange(EVERY, WAIT_KEY, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
 /// One camera's analysis in the child.
 pub struct Motion {
     detector: PictureDetector,
     tracker: RangeTracker,
     bitstream: BitstreamScore,
+    /// Pass-through cameras: the choice of decoding, and the gate it sets.
+    chooser: Option<(Chooser, Arc<Gate>)>,
+    path: Path,
     /// The second being summed (µs, a multiple of 1 s) and its highest level so far.
     second: Option<(i64, f32)>,
     emit: fn(&Report),
@@ -58,24 +117,89 @@ impl Motion {
             detector: PictureDetector::new(cam.motion_settings()),
             tracker: RangeTracker::new(cam.activity_merge_gap.0.as_micros().min(i64::MAX as u128) as i64),
             bitstream: BitstreamScore::new(),
+            chooser: None,
+            path: Path::Picture,
             second: None,
             emit,
         }))
     }
 
+    /// The path motion is on.
+    pub fn path(&self) -> Path {
+        self.path
+    }
+
+    /// The source is pass-through: pictures come from [`decode_branch`], whose decoder
+    /// `gate` this analysis now sets. Reports the path.
+    pub fn pass_through(&mut self, gate: Arc<Gate>) {
+        gate.every_frame(true);
+        self.chooser = Some((Chooser::new(!self.detector.settings().masks.is_empty()), gate));
+        self.set_path(Path::Decode);
+    }
+
+    /// Reports the path (sent once the source's video is linked, and on every change).
+    pub fn set_path(&mut self, path: Path) {
+        self.path = path;
+        (self.emit)(&Report::MotionPath { path: path.as_str().to_owned() });
+    }
+
     /// One grey picture captured at `t_us`.
     pub fn picture(&mut self, grey: &[u8], width: usize, height: usize, t_us: i64) {
         let v = self.detector.observe(grey, width, height);
-        self.level(t_us, if v.blob { v.score } else { 0.0 });
-        if let Some(change) = self.tracker.observe(t_us, v.motion, v.score) {
-            self.report(change);
+        let level = if v.blob { v.score } else { 0.0 };
+        if self.path == Path::Keyframes {
+            // The bitstream decides; the keyframe checks it.
+            let back = self.chooser.as_mut().and_then(|(c, _)| c.keyframe(v.blob));
+            if let Some(path) = back {
+                self.switch(path);
+            }
+            return;
+        }
+        if let Some((c, _)) = &mut self.chooser {
+            c.picture_level(level);
+        }
+        self.level(t_us, level);
+        self.verdict(t_us, v.motion, v.score);
+    }
+
+    /// One recorded access unit captured at `t_us` (its size feeds the bitstream score,
+    /// which decides on [`Path::Keyframes`]).
+    pub fn access_unit(&mut self, bytes: usize, keyframe: bool, t_us: i64) {
+        let ratio = self.bitstream.push(bytes, keyframe);
+        let Some((c, _)) = &mut self.chooser else { return };
+        if let Some(r) = ratio {
+            c.ratio(r);
+        }
+        if let (Some(_), Some((motion, level))) = (ratio, c.bitstream_verdict()) {
+            self.level(t_us, level);
+            self.verdict(t_us, motion, level);
         }
     }
 
-    /// One recorded access unit (its size feeds the bitstream score).
-    pub fn access_unit(&mut self, bytes: usize, keyframe: bool) {
-        // The score is kept warm for pass-through sources; the picture stage decides here.
-        let _ = self.bitstream.push(bytes, keyframe);
+    fn verdict(&mut self, t_us: i64, motion: bool, score: f32) {
+        if let Some(change) = self.tracker.observe(t_us, motion, score) {
+            let decoding = self.path == Path::Decode;
+            let moved = match (&change, &mut self.chooser) {
+                (Change::Started(_), Some((c, _))) if decoding => {
+                    c.range_started();
+                    None
+                }
+                (Change::Ended(_), Some((c, _))) if decoding => c.range_ended(),
+                _ => None,
+            };
+            self.report(change);
+            if let Some(path) = moved {
+                self.switch(path);
+            }
+        }
+    }
+
+    fn switch(&mut self, path: Path) {
+        if let Some((_, gate)) = &self.chooser {
+            gate.every_frame(path == Path::Decode);
+        }
+        tracing::info!(path = path.as_str(), "motion analysis moves");
+        self.set_path(path);
     }
 
     /// The capture is ending: the open range closes at its last motion, the last second's
@@ -144,6 +268,25 @@ pub fn attach(
             })
             .build(),
     );
+    true
+}
+
+/// Puts `gate` in front of the decoder of [`decode_branch`] in `bin`: access units it does not
+/// pass are dropped, and so are the next ones until a keyframe after the queue overran.
+pub fn attach_gate(bin: &gst::Bin, gate: Arc<Gate>) -> bool {
+    let (Some(dec), Some(queue)) = (bin.by_name(DECODER_NAME), bin.by_name(QUEUE_NAME)) else {
+        return false;
+    };
+    let Some(pad) = dec.static_pad("sink") else { return false };
+    let g = gate.clone();
+    queue.connect("overrun", false, move |_| {
+        g.dropped();
+        None
+    });
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let keyframe = info.buffer().is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+        if gate.pass(keyframe) { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Drop }
+    });
     true
 }
 

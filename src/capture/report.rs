@@ -67,6 +67,12 @@ pub enum Report {
         /// 0-1.
         level: f32,
     },
+    /// How motion is analysed, sent when the child knows (once the source's video is linked)
+    /// and whenever it changes.
+    MotionPath {
+        /// One of [`crate::activity::path::Path`]'s names: `picture`, `decode`, `keyframes`, `off`.
+        path: String,
+    },
     /// The pipeline failed; the child exits after sending this.
     Error {
         /// One line: what went wrong.

@@ -59,6 +59,9 @@ pub struct StatusSnapshot {
     pub height: u32,
     /// Capture restarts since the server started.
     pub restarts: u64,
+    /// How motion is analysed (`picture`, `decode`, `keyframes`, `off`); None until the
+    /// capture has said, and for sources nothing analyses.
+    pub motion_path: Option<String>,
 }
 
 #[derive(Debug)]
@@ -72,6 +75,7 @@ struct Inner {
     width: u32,
     height: u32,
     restarts: u64,
+    motion_path: Option<String>,
 }
 
 /// Shared, updated by the supervisor, read by the API. With [`CameraStatus::publishing`],
@@ -103,6 +107,7 @@ impl CameraStatus {
                 width: 0,
                 height: 0,
                 restarts: 0,
+                motion_path: None,
             }),
             events,
         )
@@ -151,6 +156,14 @@ impl CameraStatus {
         }
     }
 
+    /// Records how the capture analyses motion.
+    pub fn set_motion_path(&self, path: &str) {
+        let mut g = self.lock();
+        if g.motion_path.as_deref() != Some(path) {
+            g.motion_path = Some(path.to_owned());
+        }
+    }
+
     /// A copy for the API.
     pub fn snapshot(&self) -> StatusSnapshot {
         let g = self.lock();
@@ -163,6 +176,7 @@ impl CameraStatus {
             width: g.width,
             height: g.height,
             restarts: g.restarts,
+            motion_path: g.motion_path.clone(),
         }
     }
 }

@@ -298,6 +298,10 @@ async fn run_child(
                             data: path.into(),
                         });
                     }
+                    Some(Report::MotionPath { path }) => {
+                        tracing::info!(camera, path, "motion analysis path");
+                        status.set_motion_path(&path);
+                    }
                     Some(r) if relay_activity(camera, &r, out.activity) => {}
                     Some(_) => {}
                     None => tracing::debug!(camera, %line, "unrecognised line from capture"),

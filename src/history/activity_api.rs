@@ -8,7 +8,7 @@
 //! `step` a duration (`"1s"`, `"10s"`, `"5m"`) or whole seconds, at least 1 s.
 
 use super::activity::{self, ActivityRange};
-use super::api::{ApiError, time_range_at};
+use super::api::{ApiError, check_camera, time_range_at};
 use super::listing::format_time;
 use super::service::{History, now_us_pub};
 use axum::Router;
@@ -43,15 +43,17 @@ struct Q {
     step: Option<String>,
 }
 
-fn check_camera(history: &History, camera: &str) -> Result<(), ApiError> {
-    if !crate::segment::path::valid_camera_name(camera) {
-        return Err(ApiError::BadRequest("invalid camera name: expected 1-64 of A-Z a-z 0-9 _ -".into()));
-    }
-    if history.is_configured(camera) { Ok(()) } else { Err(ApiError::NotFound(format!("unknown camera {camera:?}"))) }
-}
-
-fn query(q: Result<Query<Q>, axum::extract::rejection::QueryRejection>) -> Result<Q, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| ApiError::BadRequest(e.body_text()))
+/// What both routes check first: the camera, the query, the time range (the last day by
+/// default).
+fn request(
+    history: &History,
+    camera: &str,
+    q: Result<Query<Q>, axum::extract::rejection::QueryRejection>,
+) -> Result<(Q, i64, i64), ApiError> {
+    check_camera(history, camera)?;
+    let q = q.map(|Query(q)| q).map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (start, end) = time_range_at(q.start.as_deref(), q.end.as_deref(), DAY_US, now_us_pub())?;
+    Ok((q, start, end))
 }
 
 fn range_json(camera: &str, r: &ActivityRange) -> serde_json::Value {
@@ -71,9 +73,7 @@ async fn ranges(
     Path(camera): Path<String>,
     q: Result<Query<Q>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    check_camera(&history, &camera)?;
-    let q = query(q)?;
-    let (start, end) = time_range_at(q.start.as_deref(), q.end.as_deref(), DAY_US, now_us_pub())?;
+    let (_, start, end) = request(&history, &camera, q)?;
     let found = activity::ranges(history.index(), &camera, start, end, MAX_RANGES).await?;
     let body = json!({
         "camera": camera,
@@ -112,9 +112,7 @@ async fn levels(
     Path(camera): Path<String>,
     q: Result<Query<Q>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    check_camera(&history, &camera)?;
-    let q = query(q)?;
-    let (start, end) = time_range_at(q.start.as_deref(), q.end.as_deref(), DAY_US, now_us_pub())?;
+    let (q, start, end) = request(&history, &camera, q)?;
     // Steps start on whole seconds, as the levels are stored.
     let start = start.div_euclid(1_000_000) * 1_000_000;
     let step = step_us(q.step.as_deref(), end - start)?;

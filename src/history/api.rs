@@ -114,15 +114,16 @@ struct Api {
 
 impl Api {
     fn check_camera(&self, camera: &str) -> Result<(), ApiError> {
-        if !crate::segment::path::valid_camera_name(camera) {
-            return Err(ApiError::BadRequest("invalid camera name: expected 1-64 of A-Z a-z 0-9 _ -".into()));
-        }
-        if self.history.is_configured(camera) {
-            Ok(())
-        } else {
-            Err(ApiError::NotFound(format!("unknown camera {camera:?}")))
-        }
+        check_camera(&self.history, camera)
     }
+}
+
+/// `400` for a name no camera could have, `404` for a camera the server does not know.
+pub(super) fn check_camera(history: &History, camera: &str) -> Result<(), ApiError> {
+    if !crate::segment::path::valid_camera_name(camera) {
+        return Err(ApiError::BadRequest("invalid camera name: expected 1-64 of A-Z a-z 0-9 _ -".into()));
+    }
+    if history.is_configured(camera) { Ok(()) } else { Err(ApiError::NotFound(format!("unknown camera {camera:?}"))) }
 }
 
 #[derive(Deserialize)]

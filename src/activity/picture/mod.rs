@@ -122,6 +122,11 @@ impl PictureDetector {
         }
     }
 
+    /// The settings it runs with.
+    pub fn settings(&self) -> &MotionSettings {
+        &self.settings
+    }
+
     /// Looks at one grey picture (`width` × `height`, one byte per pixel, rows packed). A
     /// change of size starts over.
     pub fn observe(&mut self, grey: &[u8], width: usize, height: usize) -> Verdict {
