@@ -68,6 +68,15 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Motion analysis of H.264 the server receives itself (run by `serve` for each WHIP
+    /// publisher: the camera's settings as the first line of standard input, then access
+    /// units; stdout carries JSON reports).
+    #[command(hide = true)]
+    Analyse {
+        /// The camera's name.
+        #[arg(long)]
+        camera: String,
+    },
     /// Benchmark fixture: COUNT consecutive copies of one real segment, indexed, ending now.
     #[command(hide = true)]
     SynthArchive {
@@ -295,6 +304,17 @@ fn main() -> anyhow::Result<()> {
         }
         Command::User { command } => user_command(command),
         Command::Token { command } => token_command(command),
+        Command::Analyse { camera } => {
+            let stdin = std::io::stdin();
+            let mut input = stdin.lock();
+            let cam = vigil::capture::child::read_settings(&mut input)?;
+            anyhow::ensure!(cam.name == camera, "settings on stdin are for camera {:?}, not {camera:?}", cam.name);
+            if let Err(e) = vigil::capture::analyse::run(&cam, &mut input) {
+                tracing::error!(camera, "analysis failed: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Capture { camera, settings_stdin, config, data_dir } => {
             let (cam, data_dir) = if settings_stdin {
                 let cam = vigil::capture::child::read_settings(&mut std::io::stdin().lock())?;

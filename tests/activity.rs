@@ -11,11 +11,16 @@
 //!   constant bitrate (x264 with filler: P-frame sizes flat through the motion, checked with
 //!   ffprobe) as an MPEG-TS file, passed through without re-encoding; the camera is on the
 //!   `decode` path and the same range, and only it, is found.
+//! * `whip_constant_bitrate_motion_is_found`: the scene sent by a WHIP publisher (webrtcbin,
+//!   x264 at a constant bitrate with filler) after 6 s more of stillness: the server's
+//!   analysis child decodes it; one range within 1 s of when the publisher sent the motion,
+//!   no range for noise or the ramp, recorded P-frame sizes flat (ffprobe).
 //! * `motion_settings_out_of_range_are_refused_naming_the_field`: 400s from the camera API and
 //!   the levels API, the old settings kept.
 
 mod common;
 
+use common::publisher::{PublishOptions, Publisher};
 use common::{Server, http, read_until_within, serial, subscribe, wait_for};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -34,6 +39,11 @@ const RAMP_FROM: usize = 180;
 /// Writes the raw I420 file: a still scene (gradient and blocks) with ±4 levels of noise per
 /// pixel and frame, the square during [`MOTION`], a +40 level ramp from [`RAMP_FROM`].
 fn write_scene(path: &Path) {
+    write_scene_after(path, 0);
+}
+
+/// [`write_scene`] after `lead` more frames of the still scene.
+fn write_scene_after(path: &Path, lead: usize) {
     let mut seed = 0x2545_f491u32;
     let mut noise = move || {
         seed ^= seed << 13;
@@ -41,8 +51,9 @@ fn write_scene(path: &Path) {
         seed ^= seed << 5;
         (seed % 9) as i32 - 4
     };
-    let mut out = Vec::with_capacity(W * H * 3 / 2 * FRAMES);
-    for f in 0..FRAMES {
+    let mut out = Vec::with_capacity(W * H * 3 / 2 * (lead + FRAMES));
+    for g in 0..lead + FRAMES {
+        let f = g.saturating_sub(lead);
         let lift = if f >= RAMP_FROM { ((f - RAMP_FROM) * 40 / (FRAMES - RAMP_FROM)) as i32 } else { 0 };
         let square = MOTION.contains(&f).then(|| (f - MOTION.start) * (W - 40) / MOTION.len());
         for y in 0..H {
@@ -169,6 +180,138 @@ fn pass_through_constant_bitrate_motion_is_found_by_decoding() {
     let server = Server::start(&config_with(&format!("file:{}", ts.display())));
     one_range_no_noise_no_dawn(&server);
     assert_eq!(server.camera("yard")["motion_path"], "decode", "every frame decoded at constant bitrate");
+}
+
+#[test]
+fn whip_constant_bitrate_motion_is_found() {
+    const LEAD: usize = 60; // 6 s: the publisher connects while the scene is still
+    const TOKEN: &str = "yard-publisher-token-0123";
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("scene.yuv");
+    write_scene_after(&raw, LEAD);
+    let server = Server::start(&format!(
+        "[[cameras]]\nname = \"yard\"\nsource = \"whip\"\npublish_token = \"{TOKEN}\"\nsegment_seconds = 10\n"
+    ));
+    let (mut sse, head) = subscribe(server.port(), "?types=activity_start,activity_end&camera=yard");
+    let opts = PublishOptions {
+        width: W as u32,
+        height: H as u32,
+        fps: FPS as u32,
+        key_int: 10,
+        video: Some(format!(
+            "filesrc location={} ! rawvideoparse width={W} height={H} format=i420 framerate={FPS}/1 ! identity sync=true",
+            raw.display()
+        )),
+        cbr_kbps: Some(300),
+        ..Default::default()
+    };
+    let publisher = Publisher::new(&opts).expect("publisher");
+    // Frame f of the file is sent at about running time f / FPS (the truth is measured on
+    // the recording below).
+    let zero_ms = publisher.running_zero_ms();
+    let publishing = publisher.publish(&server.base(), "yard", TOKEN).expect("publish");
+    let frame_ms = |f: usize| zero_ms + ((LEAD + f) * 1000 / FPS) as i64;
+
+    let text = read_until_within(&mut sse, head, Duration::from_secs(50), |t| t.contains("event: activity_end"));
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let ended = events(&text, "activity_end");
+    assert_eq!((events(&text, "activity_start").len(), ended.len()), (1, 1), "{text}\n{}", server.log());
+    let (s_ms, e_ms) = (ended[0]["start_ms"].as_i64().unwrap(), ended[0]["end_ms"].as_i64().unwrap());
+    assert_eq!(server.camera("yard")["motion_path"], "decode", "every frame decoded at constant bitrate");
+
+    // The ramp plays out (the file ends 30 s after the lead); then nothing else was a range.
+    std::thread::sleep(Duration::from_millis((frame_ms(FRAMES) + 500 - now_ms()).max(0) as u64));
+    assert_eq!(publishing.delete().expect("DELETE"), 200);
+    let (_, v) = get_json(&server, &format!("/api/cameras/yard/activity?start={zero_ms}&end={}", frame_ms(FRAMES)));
+    assert_eq!(v["ranges"].as_array().map(Vec::len), Some(1), "noise and the dawn ramp made no range: {v}");
+
+    // The truth: the capture times of the recorded frames that show the square.
+    let (truth_start, truth_end) = recorded_square_ms(&server);
+    assert!((s_ms - truth_start).abs() <= 1000, "start {s_ms} vs truth {truth_start}");
+    assert!((e_ms - truth_end).abs() <= 1000, "end {e_ms} vs truth {truth_end}");
+
+    // The premise: what the server recorded has no P-frame large enough for the bitstream
+    // score (2x its baseline) to see the motion: the rate control caps them.
+    let mut sizes = recorded_p_frame_sizes(&server.data_dir().join("yard"));
+    sizes.sort_unstable();
+    let (median, max) = (sizes.get(sizes.len() / 2).copied().unwrap_or(0), sizes.last().copied().unwrap_or(0));
+    assert!(
+        sizes.len() > 200 && max * 4 <= median * 5,
+        "constant bitrate: P-frames up to {max} bytes, median {median}"
+    );
+}
+
+/// When the recording of camera `yard` shows the square: the capture time of its first frame
+/// with it and of the first frame after (frames decoded by ffmpeg; the square is the only
+/// thing brighter than 205 in rows 70-110; frame times from the segment listing).
+fn recorded_square_ms(server: &Server) -> (i64, i64) {
+    let segments = wait_for(Duration::from_secs(10), "every segment closed", || {
+        let (_, v) = get_json(server, "/api/cameras/yard/recordings?segments=true&start=0");
+        let segs = v["segments"].as_array().cloned().unwrap_or_default();
+        segs.iter().all(|s| s["open"] == false).then_some(segs)
+    })
+    .unwrap();
+    let mut files = recorded_segments(&server.data_dir().join("yard"));
+    files.sort();
+    assert_eq!(files.len(), segments.len(), "one file per listed segment: {files:?}");
+    let mut shown = Vec::new();
+    for (file, seg) in files.iter().zip(&segments) {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "h264", "-i"])
+            .arg(file)
+            .args(["-vf", &format!("crop={W}:40:0:70,signalstats,metadata=print:key=lavfi.signalstats.YMAX:file=-")])
+            .args(["-fps_mode", "passthrough", "-f", "null", "-"])
+            .output()
+            .expect("ffmpeg runs");
+        let ymax: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("lavfi.signalstats.YMAX=")?.trim().parse().ok())
+            .collect();
+        let (start, end, frames) = (seg["start_ms"].as_i64().unwrap(), seg["end_ms"].as_i64().unwrap(), ymax.len());
+        let step = (end - start) as f64 / (frames.max(2) - 1) as f64;
+        shown.extend(
+            ymax.iter().enumerate().filter(|(_, y)| **y > 205.0).map(|(j, _)| start + (j as f64 * step) as i64),
+        );
+    }
+    let (first, last) = (*shown.first().expect("the square is in the recording"), *shown.last().unwrap());
+    (first, last + (1000 / FPS) as i64)
+}
+
+fn recorded_segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let entries = |d: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(d).map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
+    };
+    entries(dir)
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .flat_map(|d| entries(&d))
+        .filter(|p| p.extension().is_some_and(|x| x == "h264"))
+        .collect()
+}
+
+/// The P-frame sizes of every recorded segment under `dir` (its day folders; ffprobe on the
+/// raw H.264).
+fn recorded_p_frame_sizes(dir: &Path) -> Vec<u64> {
+    let mut files = recorded_segments(dir);
+    files.sort();
+    let mut sizes = Vec::new();
+    for f in files {
+        let probe = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-f", "h264", "-show_entries", "packet=size,flags", "-of", "csv=p=0"])
+            .arg(&f)
+            .output()
+            .expect("ffprobe runs");
+        for l in String::from_utf8_lossy(&probe.stdout).lines() {
+            if let Some((size, flags)) = l.split_once(',')
+                && !flags.contains('K')
+                && let Ok(size) = size.parse()
+            {
+                sizes.push(size);
+            }
+        }
+    }
+    sizes
 }
 
 /// The scene's checks: one range within 1 s of the truth, announced, with a thumbnail; no

@@ -54,7 +54,7 @@ fn a_published_stream_is_relayed_recorded_and_survives_a_publisher_change() {
     // A viewer may wait for a publisher.
     let viewer = WhepClient::connect(&server.base(), CAMERA).expect("WHEP viewer on an offline WHIP camera");
 
-    let opts = PublishOptions { width: 640, height: 360, fps: 30, audio: true, key_int: 30 };
+    let opts = PublishOptions { width: 640, height: 360, fps: 30, audio: true, key_int: 30, ..Default::default() };
     let publishing = Publisher::new(&opts).expect("publisher").publish(&server.base(), CAMERA, TOKEN).expect("publish");
     assert!(publishing.location().starts_with(&server.url(&format!("/whip/{CAMERA}/"))), "{}", publishing.location());
     wait_state(&server, "running");

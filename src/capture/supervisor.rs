@@ -214,25 +214,30 @@ struct Outputs<'a> {
     activity: &'a crate::activity::Sink,
 }
 
-fn send_activity(sink: &crate::activity::Sink, u: crate::activity::Update) {
+/// Sends `u` where activity goes (nowhere when nobody listens: capture goes on regardless).
+pub fn send_activity(sink: &crate::activity::Sink, u: crate::activity::Update) {
     if let Some(tx) = sink {
-        // Nobody listening means nobody stores activity; capture goes on regardless.
         let _ = tx.send(u);
     }
 }
 
-/// Relays an activity report of `camera`'s child; false for any other report.
-fn relay_activity(camera: &str, r: &Report, sink: &crate::activity::Sink) -> bool {
+/// The activity update an activity report of `camera`'s analysis stands for.
+pub fn activity_update(camera: &str, r: &Report) -> Option<crate::activity::Update> {
     use crate::activity::Update;
     let camera = camera.to_owned();
-    let u = match *r {
+    Some(match *r {
         Report::ActivityStarted { start_us, peak } => Update::Started { camera, start_us, peak },
         Report::ActivityEnded { start_us, end_us, peak, peak_us } => {
             Update::Ended { camera, start_us, end_us, peak, peak_us }
         }
         Report::MotionLevel { second_us, level } => Update::Level { camera, second_us, level },
-        _ => return false,
-    };
+        _ => return None,
+    })
+}
+
+/// Relays an activity report of `camera`'s child; false for any other report.
+fn relay_activity(camera: &str, r: &Report, sink: &crate::activity::Sink) -> bool {
+    let Some(u) = activity_update(camera, r) else { return false };
     send_activity(sink, u);
     true
 }

@@ -5,7 +5,8 @@
 //! It does for a publisher what `vigil capture` does for a camera: normalise each AU
 //! (AUD, capture-time SEI, SPS/PPS before IDRs), write it, report segment open/close to the
 //! history index and stream figures to the camera status. A publisher ending closes the
-//! segment (fsync of both files and the folder) right away.
+//! segment (fsync of both files and the folder) right away. With motion on, each AU written
+//! also goes to the publisher session's analysis child ([`super::analysis`]).
 
 use crate::capture::status::{CameraState, CameraStatus, RateMeter};
 use crate::capture::supervisor::EventSink;
@@ -68,11 +69,17 @@ impl Recorder {
         segment_seconds: f64,
         events: EventSink,
         status: Arc<CameraStatus>,
+        motion: Option<super::analysis::Spec>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(QUEUE);
         let (done_tx, done) = tokio::sync::watch::channel(false);
+        if motion.is_none() {
+            status.set_motion_path(crate::activity::path::Path::Off.as_str());
+        }
         std::thread::Builder::new().name(format!("whip-writer-{camera}")).spawn(move || {
-            Writer::new(camera, camera_dir, segment_seconds, events, status).run(rx);
+            let mut w = Writer::new(camera, camera_dir, segment_seconds, events, status);
+            w.motion = motion;
+            w.run(rx);
             let _ = done_tx.send(true);
         })?;
         Ok(Self { tx, done })
@@ -116,6 +123,10 @@ struct Writer {
     size: (u32, u32),
     last_report: Instant,
     failed: bool,
+    motion: Option<super::analysis::Spec>,
+    /// This publisher session's analysis; `Err` after it could not start (not retried until
+    /// the next session).
+    analysis: Option<Result<super::analysis::Analysis, ()>>,
 }
 
 impl Writer {
@@ -139,6 +150,8 @@ impl Writer {
             size: (0, 0),
             last_report: Instant::now(),
             failed: false,
+            motion: None,
+            analysis: None,
         }
     }
 
@@ -148,6 +161,7 @@ impl Writer {
                 Command::Au { data, capture_us } => self.write(&data, capture_us),
                 Command::EndOfStream { reason } => {
                     self.close();
+                    self.end_analysis();
                     self.normalizer = AuNormalizer::new();
                     self.status.set_state(CameraState::Offline, Some(reason));
                 }
@@ -155,6 +169,26 @@ impl Writer {
             }
         }
         self.close();
+        self.end_analysis();
+    }
+
+    /// Hands a written AU to the session's analysis, starting it at the session's first.
+    fn analyse(&mut self, au: &[u8], capture_us: i64) {
+        let Some(spec) = &self.motion else { return };
+        let analysis = self.analysis.get_or_insert_with(|| {
+            super::analysis::Analysis::start(spec, self.status.clone()).map_err(|e| {
+                tracing::error!(camera = %self.camera, error = %e, "starting motion analysis");
+            })
+        });
+        if let Ok(a) = analysis {
+            a.push(au, capture_us);
+        }
+    }
+
+    fn end_analysis(&mut self) {
+        if let Some(Ok(a)) = self.analysis.take() {
+            a.finish();
+        }
     }
 
     fn write(&mut self, au: &[u8], capture_us: i64) {
@@ -182,6 +216,7 @@ impl Writer {
                     self.send(SegmentEvent::Opened { camera: self.camera.clone(), start_us: f.start_us, data: f.data });
                 }
                 if o.written {
+                    self.analyse(&au.data, capture_us);
                     if self.frames == 0 {
                         self.status.set_state(CameraState::Running, None);
                     }

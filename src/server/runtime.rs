@@ -260,8 +260,14 @@ impl Runtime {
                     cam.segment_seconds.min(crate::capture::supervisor::LIVE_ONLY_SEGMENT_SECONDS),
                 )
             };
-            let started = std::fs::create_dir_all(&dir)
-                .and_then(|()| Recorder::spawn(cam.name.clone(), dir.clone(), seconds, sink, status.clone()));
+            let started = std::fs::create_dir_all(&dir).and_then(|()| {
+                let motion = cam.motion.then(|| crate::ingest::analysis::Spec {
+                    camera: cam.clone(),
+                    exe: self.child.exe.clone(),
+                    activity: self.activity.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                });
+                Recorder::spawn(cam.name.clone(), dir.clone(), seconds, sink, status.clone(), motion)
+            });
             match started {
                 Ok(recorder) => {
                     let w = WhipCamera::new(cam.name.clone(), token.clone(), recorder, feed.clone(), status.clone());

@@ -17,11 +17,17 @@ pub struct PublishOptions {
     pub audio: bool,
     /// x264 `key-int-max` (frames between keyframes).
     pub key_int: u32,
+    /// Raw video to send instead of the moving ball (a GStreamer description ending in raw
+    /// video at `width`×`height` and `fps`; it is converted to I420).
+    pub video: Option<String>,
+    /// Encode at a constant bitrate of this many kbit/s, with filler (`nal-hrd=cbr`): every
+    /// frame the same size, as many cameras and WebRTC encoders do.
+    pub cbr_kbps: Option<u32>,
 }
 
 impl Default for PublishOptions {
     fn default() -> Self {
-        Self { width: 640, height: 360, fps: 30, audio: false, key_int: 60 }
+        Self { width: 640, height: 360, fps: 30, audio: false, key_int: 60, video: None, cbr_kbps: None }
     }
 }
 
@@ -42,10 +48,15 @@ impl Publisher {
         } else {
             ""
         };
+        let video = opts.video.clone().unwrap_or_else(|| "videotestsrc is-live=true pattern=ball".into());
+        let rate = match opts.cbr_kbps {
+            Some(kbps) => format!("pass=cbr bitrate={kbps} vbv-buf-capacity=200 option-string=\"nal-hrd=cbr\""),
+            None => "bitrate=1000".into(),
+        };
         let desc = format!(
             "webrtcbin name=w bundle-policy=max-bundle \
-             videotestsrc is-live=true pattern=ball ! video/x-raw,width={},height={},framerate={}/1,format=I420 ! \
-             x264enc tune=zerolatency speed-preset=ultrafast bitrate=1000 key-int-max={} ! \
+             {video} ! videoconvert ! video/x-raw,width={},height={},framerate={}/1,format=I420 ! \
+             x264enc tune=zerolatency speed-preset=ultrafast {rate} key-int-max={} ! \
              video/x-h264,profile=constrained-baseline ! rtph264pay config-interval=-1 aggregate-mode=zero-latency pt=96 ! \
              application/x-rtp,media=video,encoding-name=H264,payload=96 ! w. {audio}",
             opts.width, opts.height, opts.fps, opts.key_int
@@ -125,6 +136,14 @@ impl Publisher {
         promise_ok(&promise, "set-remote-description").with_context(|| format!("answer:\n{}", resp.body))?;
         let etag = resp.header("etag").map(str::to_owned);
         Ok(Publishing { publisher: self, location, token: token.to_owned(), answer: resp.body, etag })
+    }
+
+    /// Wall-clock time (ms since the epoch) of the pipeline's running time 0: a frame at
+    /// running time t was sent at this + t.
+    pub fn running_zero_ms(&self) -> i64 {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let (Some(clock), Some(base)) = (self.pipeline.clock(), self.pipeline.base_time()) else { return now_ms };
+        now_ms - clock.time().saturating_sub(base).mseconds() as i64
     }
 
     /// webrtcbin's ICE connection state.
