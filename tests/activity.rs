@@ -15,13 +15,15 @@
 //!   x264 at a constant bitrate with filler) after 6 s more of stillness: the server's
 //!   analysis child decodes it; one range within 1 s of when the publisher sent the motion,
 //!   no range for noise or the ramp, recorded P-frame sizes flat (ffprobe).
+//! * `the_test_pattern_is_recorded_in_colour_with_motion_on`: the motion branch's grey
+//!   pictures do not turn the recording grey (the tee's formats are pinned).
 //! * `motion_settings_out_of_range_are_refused_naming_the_field`: 400s from the camera API and
 //!   the levels API, the old settings kept.
 
 mod common;
 
 use common::publisher::{PublishOptions, Publisher};
-use common::{Server, http, read_until_within, serial, subscribe, wait_for};
+use common::{Server, get_bytes, http, read_until_within, serial, subscribe, wait_for};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -367,6 +369,37 @@ fn one_range_no_noise_no_dawn(server: &Server) {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn the_test_pattern_is_recorded_in_colour_with_motion_on() {
+    let _serial = serial();
+    let server = Server::start_default();
+    server.wait_running("test");
+    assert_eq!(server.camera("test")["motion_path"], "picture");
+    let jpeg = wait_for(Duration::from_secs(20), "a picture of the test camera", || {
+        let (status, body) = get_bytes(&server.url("/api/cameras/test/latest.jpg")).ok()?;
+        (status == 200).then_some(body)
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latest.jpg");
+    std::fs::write(&path, &jpeg).unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-vf", "signalstats,metadata=print:file=-", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let stats = String::from_utf8_lossy(&out.stdout);
+    let stat = |key: &str| -> f64 {
+        stats.lines().find_map(|l| l.strip_prefix(&format!("lavfi.signalstats.{key}="))?.trim().parse().ok()).unwrap()
+    };
+    // SMPTE bars: blue and red chroma far from grey (128) both ways.
+    assert!(
+        stat("UMAX") - stat("UMIN") > 100.0 && stat("VMAX") - stat("VMIN") > 100.0,
+        "colour in the picture: {stats}"
+    );
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! on stdout ([`Report`]) and exits on pipeline error or end of stream (a looped `file:`
 //! source seeks back instead). SIGTERM/SIGINT close the open segment cleanly.
 
-use super::pipeline::{DECODEBIN_CAPS, SINK_CAPS, TEST_OVERLAYS, encode_chain, source_description, test_scene};
+use super::pipeline::{
+    DECODEBIN_CAPS, SINK_CAPS, TEST_OVERLAYS, encode_chain, source_description, test_scene, to_encoder_format,
+};
 use super::report::Report;
 use crate::config::{CameraConfig, Source};
 use crate::segment::annexb::AuNormalizer;
@@ -205,7 +207,11 @@ fn hardware_encoder_available() -> bool {
 /// `tee` when motion is analysed.
 fn raw_chain(cam: &CameraConfig, hw: bool, pace: bool, motion: bool) -> String {
     let enc = encode_chain(cam, hw, pace);
-    if motion { format!("tee name=vigil_raw ! {enc}  vigil_raw. ! {}", super::motion::branch(cam)) } else { enc }
+    if motion {
+        format!("{} ! tee name=vigil_raw ! {enc}  vigil_raw. ! {}", to_encoder_format(cam), super::motion::branch(cam))
+    } else {
+        enc
+    }
 }
 
 fn build_pipeline(
@@ -228,7 +234,8 @@ fn build_pipeline(
             };
             match motion {
                 Some(_) => format!(
-                    "{scene} ! tee name=vigil_raw ! {overlays}{enc} ! {tail}  vigil_raw. ! {}",
+                    "{scene} ! {} ! tee name=vigil_raw ! {overlays}{enc} ! {tail}  vigil_raw. ! {}",
+                    to_encoder_format(cam),
                     super::motion::branch(cam)
                 ),
                 None => format!("{scene} ! {overlays}{enc} ! {tail}"),

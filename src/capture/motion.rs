@@ -34,11 +34,13 @@ pub fn picture_height(width: u32, height: u32) -> u32 {
     (h & !1).clamp(2, 4 * WIDTH)
 }
 
-/// The branch from a raw-video `tee` to the motion app sink.
+/// The branch from a raw-video `tee` to the motion app sink. Scaled before it is converted:
+/// `videoconvert` from I420 to GRAY8 at 720p costs about 4 ms a picture, at 160 px nothing.
 pub fn branch(cam: &CameraConfig) -> String {
     format!(
-        "queue max-size-buffers=1 leaky=downstream ! videorate max-rate={RATE} ! videoscale ! videoconvert ! \
-         video/x-raw,format=GRAY8,width={WIDTH},height={} ! appsink name={SINK_NAME} sync=false max-buffers=1 drop=true",
+        "queue max-size-buffers=1 leaky=downstream ! videorate max-rate={RATE} ! videoscale ! \
+         video/x-raw,width={WIDTH},height={} ! videoconvert ! video/x-raw,format=GRAY8 ! \
+         appsink name={SINK_NAME} sync=false max-buffers=1 drop=true",
         picture_height(cam.width, cam.height)
     )
 }
@@ -55,7 +57,7 @@ pub fn decode_branch() -> String {
     format!(
         "queue name={QUEUE_NAME} max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 leaky=downstream ! \
          avdec_h264 name={DECODER_NAME} max-threads=1 output-corrupt=false ! videorate max-rate={RATE} ! \
-         videoscale ! videoconvert ! video/x-raw,format=GRAY8,width={WIDTH},pixel-aspect-ratio=1/1 ! \
+         videoscale ! video/x-raw,width={WIDTH},pixel-aspect-ratio=1/1 ! videoconvert ! video/x-raw,format=GRAY8 ! \
          appsink name={SINK_NAME} sync=false max-buffers=1 drop=true"
     )
 }

@@ -45,10 +45,7 @@ pub const TEST_OVERLAYS: &str = "clockoverlay time-format=\"%Y-%m-%d %H:%M:%S\" 
 pub fn encode_chain(cam: &CameraConfig, hardware_available: bool, pace_to_clock: bool) -> String {
     let gop = ((cam.fps as f64) * cam.keyframe_interval_s).round().max(1.0) as u32;
     let pace = if pace_to_clock { "identity sync=true ! " } else { "" };
-    let scale = format!(
-        "videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width={},height={},framerate={}/1",
-        cam.width, cam.height, cam.fps
-    );
+    let scale = to_encoder_format(cam);
     let use_hw = match cam.encoder {
         Encoder::Auto => hardware_available,
         Encoder::V4l2 => true,
@@ -68,6 +65,17 @@ pub fn encode_chain(cam: &CameraConfig, hardware_available: bool, pace_to_clock:
         )
     };
     format!("{pace}queue max-size-buffers=2 leaky=downstream ! {scale} ! {enc} ! h264parse config-interval=-1")
+}
+
+/// Raw video to what the encoder takes: I420 at the camera's size and rate. Placed before the
+/// motion `tee` too, so that the tee's branches cannot negotiate another format with a
+/// flexible source (with `videotestsrc`, the motion branch's GRAY8 would win: a grey
+/// recording and a costly conversion); the encoder chain's copy then passes through.
+pub fn to_encoder_format(cam: &CameraConfig) -> String {
+    format!(
+        "videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width={},height={},framerate={}/1",
+        cam.width, cam.height, cam.fps
+    )
 }
 
 /// The tail every branch ends in: byte-stream access units into the app sink.

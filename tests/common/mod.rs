@@ -155,6 +155,16 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
     })
 }
 
+/// GET `url`: the status and the body as bytes (pictures, video).
+pub fn get_bytes(url: &str) -> Result<(u16, Vec<u8>)> {
+    let req = client().get(url);
+    runtime().block_on(async move {
+        let resp = req.send().await.with_context(|| format!("GET {url}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.bytes().await.with_context(|| format!("GET {url}: body"))?.to_vec()))
+    })
+}
+
 /// A response read off a raw socket by [`raw_http`].
 #[derive(Debug, Clone)]
 pub struct RawResp {
