@@ -54,7 +54,7 @@ fn settings(cam: &Value) -> Value {
         {
             o.remove(k);
         }
-        o.retain(|k, _| !matches!(k.as_str(), "restarts" | "viewers" | "codec" | "since_ms"));
+        o.retain(|k, _| !matches!(k.as_str(), "restarts" | "motion_path" | "viewers" | "codec" | "since_ms"));
     }
     c
 }

@@ -23,6 +23,7 @@ pub const READ_ONLY: &[&str] = &[
     "video_width",
     "video_height",
     "restarts",
+    "motion_path",
     "viewers",
     "codec",
 ];
