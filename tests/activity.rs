@@ -146,9 +146,16 @@ fn encode_cbr(raw: &Path, ts: &Path) -> Vec<(usize, u64)> {
         .output()
         .expect("ffmpeg runs");
     assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    p_frame_sizes(&["-select_streams", "v:0"], ts)
+}
+
+/// The P-frames of `file` as (packet number, size), by ffprobe with `input` options.
+fn p_frame_sizes(input: &[&str], file: &Path) -> Vec<(usize, u64)> {
     let probe = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags", "-of", "csv=p=0"])
-        .arg(ts)
+        .args(["-v", "error"])
+        .args(input)
+        .args(["-show_entries", "packet=size,flags", "-of", "csv=p=0"])
+        .arg(file)
         .output()
         .expect("ffprobe runs");
     String::from_utf8_lossy(&probe.stdout)
@@ -297,23 +304,7 @@ fn recorded_segments(dir: &Path) -> Vec<std::path::PathBuf> {
 fn recorded_p_frame_sizes(dir: &Path) -> Vec<u64> {
     let mut files = recorded_segments(dir);
     files.sort();
-    let mut sizes = Vec::new();
-    for f in files {
-        let probe = std::process::Command::new("ffprobe")
-            .args(["-v", "error", "-f", "h264", "-show_entries", "packet=size,flags", "-of", "csv=p=0"])
-            .arg(&f)
-            .output()
-            .expect("ffprobe runs");
-        for l in String::from_utf8_lossy(&probe.stdout).lines() {
-            if let Some((size, flags)) = l.split_once(',')
-                && !flags.contains('K')
-                && let Ok(size) = size.parse()
-            {
-                sizes.push(size);
-            }
-        }
-    }
-    sizes
+    files.iter().flat_map(|f| p_frame_sizes(&["-f", "h264"], f)).map(|(_, size)| size).collect()
 }
 
 /// The scene's checks: one range within 1 s of the truth, announced, with a thumbnail; no

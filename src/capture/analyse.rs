@@ -103,7 +103,8 @@ pub fn run(cam: &CameraConfig, input: &mut impl Read) -> anyhow::Result<()> {
         let keyframe = crate::segment::annexb::is_keyframe(&buf);
         motion.lock().unwrap_or_else(|p| p.into_inner()).access_unit(buf.len(), keyframe, capture_us);
         let Some(offset_us) = capture_us.checked_sub(base_us).filter(|o| *o >= 0) else { continue };
-        let mut buffer = gst::Buffer::from_slice(buf.clone());
+        // The frame's bytes become the buffer (the next frame reads into a new one).
+        let mut buffer = gst::Buffer::from_mut_slice(std::mem::take(&mut buf));
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_useconds(offset_us as u64));
             if !keyframe {
